@@ -1,0 +1,1389 @@
+"""Figures from stored results: loss curves and surfaces, curvature maps, spectra, critical points.
+
+The only module of landscape that imports matplotlib (DESIGN §2). It never imports
+jax and never computes a loss: every function turns arrays that are already stored
+(a :class:`landscape.io.Result`, or plain NumPy arrays) into artists on an Axes the
+caller owns, and returns those artists so that a test or a script can inspect or
+restyle them. :func:`render` and :func:`render_all` draw whole figures of a result
+file in the paper style (``styles/paper.mplstyle``) and save them as PDF/PNG.
+
+A result is used by attribute access only (``.xs``, ``.ys``, ``.fields``, ``.done``,
+``.groups``, ``.attrs``, ``.ndim``, ``.path``), so any object with those attributes
+works. Points that are not computed yet (``done`` is False) or whose value is not
+finite (a diverged point) are masked: drawn in a light-grey "bad" colour with a
+legend entry, never interpolated over, and an all-masked surface draws a note
+instead of failing.
+
+  >>> import landscape as ls
+  >>> res = ls.io.load("results/default/landscape.h5")
+  >>> ls.plotting.kinds_supported(res)
+  ['contour', 'contourf', 'heatmap', 'surface3d', 'density']
+  >>> ls.plotting.render_all(res, "results/default/figures")
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+from jaxtyping import Float
+from matplotlib import colors as mcolors
+from matplotlib import style as mstyle
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from numpy.typing import ArrayLike
+
+from landscape.errors import ConfigError, DataError, unknown_name
+
+__all__ = [
+    "BAD_COLOR", "DOUBLE_COLUMN_IN", "KINDS", "SINGLE_COLUMN_IN", "STYLE_PATH",
+    "figure_size", "kinds_supported", "plot_1d", "plot_1d_overlay", "plot_contour",
+    "plot_contourf", "plot_critical_on_contour", "plot_density", "plot_eig_map",
+    "plot_eig_ratio", "plot_heatmap", "plot_linear_landscape", "plot_loss_functions",
+    "plot_loss_vs_index", "plot_surface3d", "plot_trajectory", "render", "render_all",
+    "use_style",
+]
+
+SINGLE_COLUMN_IN = 3.4
+DOUBLE_COLUMN_IN = 7.0
+BAD_COLOR = "0.85"  # light grey: not computed or non-finite
+STYLE_PATH = Path(__file__).with_name("styles") / "paper.mplstyle"
+
+KINDS = ("loss1d", "contour", "contourf", "heatmap", "surface3d", "trajectory",
+         "eig_ratio", "eig_map", "density", "critical", "loss_vs_index")
+
+# Contour levels the original adds above vmax to show the far, high-loss region
+# (plot_2D.py, plot_contour_trajectory: np.logspace(1, 8, num=8)).
+_HIGH_LEVELS = tuple(np.logspace(1, 8, num=8))
+_LOSS_FIELDS = ("train_loss", "test_loss", "train_acc", "test_acc", "loss_vals")
+_EIG_FIELDS = ("max_eig", "min_eig")
+_FORMATS = ("pdf", "png", "svg", "eps", "ps")
+_FIELD_LABELS = {
+    "train_loss": "train loss", "test_loss": "test loss",
+    "train_acc": "train accuracy (%)", "test_acc": "test accuracy (%)",
+    "max_eig": r"$\lambda_{\max}$", "min_eig": r"$\lambda_{\min}$",
+}
+_CRITICAL_STYLE = {"min": ("o", "C2"), "sad": ("X", "C1"), "max": ("^", "C3")}
+_HOWTO = {
+    "hessian": "run `landscape hessian FILE --density` first",
+    "critical": "run `landscape critical FILE` first",
+    "trajectory": "sweep the PCA plane of a training trajectory to get one",
+}
+
+
+# ----------------------------------------------------------------------------- style
+
+
+def figure_size(columns: int = 1, aspect: float = 0.75) -> tuple[float, float]:
+  """Figure size in inches for a one- or two-column paper layout.
+
+  ``width = 3.4 in`` (one column) or ``7.0 in`` (two columns, full text width),
+  ``height = aspect * width``.
+
+  Args:
+    columns: 1 or 2.
+    aspect: height / width, > 0.
+
+  Returns:
+    ``(width, height)`` in inches, for ``Figure(figsize=...)``.
+
+  Example:
+    >>> figure_size(2, aspect=0.5)
+    (7.0, 3.5)
+
+  References:
+    The column widths of the NeurIPS/ICML/IEEE two-column templates (about 3.25-3.5 in
+    and 6.75-7.0 in).
+  """
+  widths = {1: SINGLE_COLUMN_IN, 2: DOUBLE_COLUMN_IN}
+  if columns not in widths:
+    raise ConfigError(f"columns={columns!r} is not a paper layout; use columns=1 or 2")
+  if not np.isfinite(aspect) or aspect <= 0:
+    raise ConfigError(f"aspect={aspect!r} must be a positive height/width ratio, e.g. 0.75")
+  width = widths[columns]
+  return width, float(width * aspect)
+
+
+@contextlib.contextmanager
+def use_style() -> Iterator[None]:
+  """Context manager applying the paper style (``styles/paper.mplstyle``).
+
+  TrueType (Type 42) fonts embedded in PDF/PS, no LaTeX, DejaVu fonts, viridis,
+  thin lines, ``bbox_inches="tight"`` at save. Create *and save* figures inside.
+
+  Example:
+    >>> with use_style():
+    ...   fig = Figure(figsize=figure_size(1)); ax = fig.add_subplot()
+    ...   plot_contour(ax, result); fig.savefig("contour.pdf")
+  """
+  with mstyle.context(str(STYLE_PATH)):
+    yield
+
+
+# ------------------------------------------------------------------- result access
+
+
+def _name(result: Any) -> str:
+  return str(getattr(result, "path", None) or "result")
+
+
+def _mapping(result: Any, attr: str) -> Mapping[str, Any]:
+  return getattr(result, attr, None) or {}
+
+
+def _ndim(result: Any) -> int:
+  ndim = getattr(result, "ndim", None)
+  if ndim is None:
+    ndim = 1 if getattr(result, "ys", None) is None else 2
+  return int(ndim)
+
+
+def _coords(result: Any) -> tuple[np.ndarray, np.ndarray | None]:
+  xs = np.asarray(result.xs, dtype=float).ravel()
+  ys = None if _ndim(result) == 1 else np.asarray(result.ys, dtype=float).ravel()
+  return xs, ys
+
+
+def _grid(result: Any, what: str, *, min_points: int = 1) -> tuple[np.ndarray, np.ndarray]:
+  """The 2-D grid ``(xs, ys)``; a 1-D result or a too small grid is refused."""
+  if _ndim(result) != 2:
+    raise ConfigError(f"{_name(result)} is a 1-D result, so {what!r} cannot be drawn; "
+                      "use plot_1d (kind 'loss1d') or sweep a 2-D plane")
+  xs, ys = _coords(result)
+  if min(xs.size, ys.size) < min_points:
+    raise DataError(f"{_name(result)} has a {ys.size} x {xs.size} grid; {what!r} needs at "
+                    f"least {min_points} x {min_points} points (use a heatmap instead)")
+  return xs, ys
+
+
+def _done(result: Any, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
+  done = _mapping(result, "done")
+  key = _mapping(result, "field_done").get(name)  # io.Result says which mask covers a field
+  if key is None:
+    key = "eig_done" if name in _EIG_FIELDS and "eig_done" in done else "done"
+  if key not in done:
+    return None
+  flags = np.asarray(done[key], dtype=bool)
+  if flags.shape != shape:
+    raise DataError(f"{_name(result)}: {key!r} has shape {flags.shape} but {name!r} has "
+                    f"{shape}; the file is inconsistent, recompute it")
+  return flags
+
+
+def _field(result: Any, name: str) -> np.ma.MaskedArray:
+  """A stored grid field as a masked array: masked where not done or not finite."""
+  fields = _mapping(result, "fields")
+  if name not in fields:
+    held = ", ".join(sorted(fields)) or "none"
+    raise ConfigError(f"{_name(result)} has no {name!r} dataset; datasets it holds: {held}")
+  z = np.asarray(fields[name], dtype=float)
+  xs, ys = _coords(result)
+  shape = (xs.size,) if ys is None else (ys.size, xs.size)
+  if z.shape != shape:
+    raise DataError(f"{_name(result)}: {name!r} has shape {z.shape} but the grid is {shape} "
+                    "(ny, nx); the file is inconsistent, recompute it")
+  bad = ~np.isfinite(z)
+  done = _done(result, name, shape)
+  if done is not None:
+    bad |= ~done
+  return np.ma.masked_array(np.where(bad, np.nan, z), mask=bad)
+
+
+def _group(result: Any, name: str, need: Sequence[str] = ()) -> Mapping[str, Any]:
+  groups = _mapping(result, "groups")
+  if name not in groups:
+    raise ConfigError(f"{_name(result)} has no {name}/ group; {_HOWTO[name]}")
+  group = groups[name]
+  for key in need:
+    if key not in group:
+      raise ConfigError(f"{_name(result)} has no {name}/{key} dataset; {_HOWTO[name]}")
+  return group
+
+
+def _default_field(result: Any) -> str:
+  fields = _mapping(result, "fields")
+  return next((f for f in _LOSS_FIELDS if f in fields), "train_loss")
+
+
+def _axis_labels(result: Any) -> tuple[str, str]:
+  kind = str(_mapping(result, "attrs").get("direction_kind", "random"))
+  if kind == "target":
+    return "interpolation coefficient", "β"
+  if kind == "pca":
+    return "1st PC", "2nd PC"
+  return "α", "β"
+
+
+def _strings(values: Any, n: int) -> np.ndarray:
+  if values is None:
+    return np.full(n, "point", dtype=object)
+  flat = np.asarray(values).ravel()
+  return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in flat], dtype=object)
+
+
+def _vector(values: ArrayLike, what: str) -> np.ndarray:
+  arr = np.asarray(values, dtype=float)
+  if arr.ndim != 1:
+    raise DataError(f"{what} has shape {arr.shape}; pass a 1-D array")
+  return arr
+
+
+# ------------------------------------------------------------------- drawing helpers
+
+
+def _edges(c: np.ndarray) -> np.ndarray:
+  """Cell edges around grid centres: midpoints inside, mirrored half-steps at the ends."""
+  if c.size == 1:
+    return np.array([c[0] - 0.5, c[0] + 0.5])
+  mid = (c[1:] + c[:-1]) / 2
+  return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
+def _cmap(cmap: str | mcolors.Colormap | None) -> mcolors.Colormap:
+  if isinstance(cmap, mcolors.Colormap):
+    base = cmap
+  else:
+    name = cmap or matplotlib.rcParams["image.cmap"]
+    try:
+      base = matplotlib.colormaps[name]
+    except KeyError:
+      raise ConfigError(f"unknown colormap {name!r}; use a matplotlib colormap name such as "
+                        "'viridis', 'cividis', 'magma' or 'RdBu_r'") from None
+  return base.with_extremes(bad=BAD_COLOR)
+
+
+def _levels(vmin: float, vmax: float, vlevel: float, levels: ArrayLike | None,
+            log_levels: bool, num_levels: int) -> np.ndarray:
+  """Contour levels: user levels, log-spaced, or the original ``arange(vmin, vmax, vlevel)``."""
+  if levels is not None:
+    lv = np.asarray(levels, dtype=float).ravel()
+    if lv.size == 0 or not np.all(np.isfinite(lv)) or np.any(np.diff(lv) <= 0):
+      raise ConfigError(f"levels={levels!r} must be finite and strictly increasing")
+    return lv
+  if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
+    raise ConfigError(f"vmin={vmin!r}, vmax={vmax!r}: need finite vmin < vmax")
+  if log_levels:
+    if vmin <= 0:
+      raise ConfigError(f"vmin={vmin!r} must be > 0 for log_levels=True")
+    if int(num_levels) < 2:
+      raise ConfigError(f"num_levels={num_levels!r} must be at least 2")
+    return np.geomspace(vmin, vmax, int(num_levels))
+  if not (np.isfinite(vlevel) and vlevel > 0):
+    raise ConfigError(f"vlevel={vlevel!r} must be a positive level spacing, e.g. 0.5")
+  return np.arange(vmin, vmax, vlevel)
+
+
+def _bad_handle(mask: np.ndarray) -> Patch:
+  return Patch(facecolor=BAD_COLOR, edgecolor="0.6", linewidth=0.4,
+               label=f"not computed / non-finite ({int(mask.sum())} of {mask.size})")
+
+
+def _bad_overlay(ax: Axes, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray):
+  """Grey grid cells wherever a contour cannot be drawn; ``(mesh, [legend handle])``.
+
+  A contour interpolates inside each grid quad, so a quad with a masked corner is
+  (partly) undrawn: those quads are shaded under the contours (zorder below them).
+  """
+  if not mask.any():
+    return None, []
+  quad = mask[:-1, :-1] | mask[1:, :-1] | mask[:-1, 1:] | mask[1:, 1:]
+  shade = np.ma.masked_array(np.ones(quad.shape), mask=~quad)
+  mesh = ax.pcolormesh(xs, ys, shade, shading="flat", vmin=0, vmax=1,
+                       cmap=mcolors.ListedColormap([BAD_COLOR]), zorder=0.9, rasterized=True)
+  return mesh, [_bad_handle(mask)]
+
+
+def _legend(ax: Axes, handles: Sequence[Any]):
+  """A legend above the axes, out of the way of the surface."""
+  if not handles:
+    return None
+  return ax.legend(handles=list(handles), loc="lower center", bbox_to_anchor=(0.5, 1.01),
+                   ncol=2, fontsize="x-small", frameon=False, borderaxespad=0.0)
+
+
+def _note(ax: Axes, text: str):
+  put = getattr(ax, "text2D", ax.text)  # a 3-D Axes places axes-fraction text with text2D
+  return put(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center",
+             fontsize="small", color="0.35")
+
+
+def _draw_contour(ax: Axes, result: Any, field: str, levels: np.ndarray, labels: bool,
+                  high_levels: ArrayLike | None = None, **kw: Any) -> dict[str, Any]:
+  xs, ys = _grid(result, "contour", min_points=2)
+  z = _field(result, field)
+  mask = np.ma.getmaskarray(z)
+  bad, handles = _bad_overlay(ax, xs, ys, mask)
+  cs = ax.contour(xs, ys, z, levels=levels, **kw)
+  art: dict[str, Any] = {"contour": cs, "contour_high": None, "clabels": [], "bad": bad,
+                         "bad_handles": handles, "note": None}
+  if high_levels is not None:
+    high = np.asarray(high_levels, dtype=float).ravel()
+    high = high[high > levels[-1]]
+    if high.size:
+      art["contour_high"] = ax.contour(xs, ys, z, levels=high, colors="0.55",
+                                       linewidths=0.6)
+  if z.count() == 0:
+    art["note"] = _note(ax, f"no finite {field} values to draw")
+  elif labels:
+    art["clabels"] = list(ax.clabel(cs, inline=True, fontsize="x-small", fmt="%g"))
+    if art["contour_high"] is not None:
+      art["clabels"] += list(ax.clabel(art["contour_high"], inline=True, fontsize="x-small",
+                                       fmt="%g"))
+  xlabel, ylabel = _axis_labels(result)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  return art
+
+
+def _norm(z: np.ma.MaskedArray, vmin: float | None, vmax: float | None,
+          log: bool) -> mcolors.Normalize:
+  """Colour limits from the user or the finite data; never degenerate, never NaN."""
+  finite = z.compressed()
+  if log:
+    finite = finite[finite > 0]
+  if vmin is not None and vmax is not None and not vmax > vmin:
+    raise ConfigError(f"vmin={vmin!r}, vmax={vmax!r}: need vmin < vmax")
+  if log and vmin is not None and vmin <= 0:
+    raise ConfigError(f"vmin={vmin!r} must be > 0 for a log colour scale")
+  lo = vmin if vmin is not None else (finite.min() if finite.size else (0.1 if log else 0.0))
+  hi = vmax if vmax is not None else (finite.max() if finite.size else lo)
+  if not hi > lo:  # constant data, or a one-sided user limit beyond the data: widen,
+    if vmin is not None:  # keeping the limit the user set
+      hi = lo * 10 if log else lo + 1.0
+    elif vmax is not None:
+      lo = hi / 10 if log else hi - 1.0
+    else:
+      lo, hi = (lo / 10, hi * 10) if log else (lo - 0.5, hi + 0.5)
+  return mcolors.LogNorm(lo, hi) if log else mcolors.Normalize(lo, hi)
+
+
+def _heat(ax: Axes, xs: np.ndarray, ys: np.ndarray, z: np.ma.MaskedArray, *,
+          cmap: Any, norm: mcolors.Normalize, label: str, colorbar: bool,
+          extend: str = "neither", xylabels: tuple[str, str] = ("α", "β"),
+          **kw: Any) -> dict[str, Any]:
+  """A cell-centred heat map (cells span midpoints, so non-uniform grids are exact)."""
+  mesh = ax.pcolormesh(_edges(xs), _edges(ys), z, cmap=_cmap(cmap), norm=norm,
+                       **{"shading": "flat", "rasterized": True, **kw})
+  cbar = ax.figure.colorbar(mesh, ax=ax, label=label, extend=extend) if colorbar else None
+  mask = np.ma.getmaskarray(z)
+  legend = _legend(ax, [_bad_handle(mask)] if mask.any() else [])
+  note = _note(ax, f"no finite {label} values to draw") if z.count() == 0 else None
+  ax.set_xlabel(xylabels[0])
+  ax.set_ylabel(xylabels[1])
+  return {"mesh": mesh, "colorbar": cbar, "legend": legend, "note": note}
+
+
+def _critical_style(kind: str) -> tuple[str, str]:
+  return _CRITICAL_STYLE.get(kind.lower()[:3], ("D", "C4"))
+
+
+def _kind_order(kinds: np.ndarray) -> list[str]:
+  rank = {"min": 0, "sad": 1, "max": 2}
+  return sorted(set(kinds), key=lambda k: (rank.get(k.lower()[:3], 3), k))
+
+
+# ------------------------------------------------------------------------- 1-D plots
+
+
+def plot_1d(ax: Axes, result: Any, *, log: bool = False, acc: bool = True,
+            loss_max: float | None = None, **kw: Any) -> dict[str, Any]:
+  """Loss (and accuracy) along one direction: ``f(α) = L(θ + α d)``.
+
+  Train loss solid, test loss dashed on ``ax``; accuracies (percent) on a twin axis
+  (solid/dashed), as the original ``plot_1d_loss_err``. For a *target* direction
+  ``d = θ₂ − θ₁`` the x axis is the interpolation coefficient (Goodfellow et al.).
+
+  Args:
+    ax: the Axes for the losses.
+    result: a 1-D result: ``xs`` (nx,), ``fields`` with ``train_loss`` (nx,) and
+      optionally ``test_loss``, ``train_acc``, ``test_acc`` (nx,).
+    log: log-scale loss axis.
+    acc: draw accuracies on a twin axis when the result has them.
+    loss_max: upper limit of the loss axis (the original's ``--loss_max``); None: auto.
+    **kw: passed to every ``ax.plot``.
+
+  Returns:
+    ``{"train_loss", "test_loss", "train_acc", "test_acc": Line2D (present ones),
+    "ax_acc": twin Axes or None, "legend": Legend}``.
+
+  Example:
+    >>> art = plot_1d(ax, ls.io.load("interp.h5"), log=True)
+
+  References:
+    Goodfellow, Vinyals, Saxe, "Qualitatively characterizing neural network optimization
+    problems", ICLR 2015. Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss
+    Landscape of Neural Nets", NeurIPS 2018.
+  """
+  if _ndim(result) != 1:
+    raise ConfigError(f"{_name(result)} is a 2-D result; plot_1d (kind 'loss1d') needs a 1-D "
+                      "sweep; use plot_contour or plot_heatmap")
+  xs, _ = _coords(result)
+  fields = _mapping(result, "fields")
+  art: dict[str, Any] = {"ax_acc": None}
+  for name, style, label in (("train_loss", "-", "train loss"), ("test_loss", "--", "test loss")):
+    if name in fields:
+      art[name], = ax.plot(xs, _field(result, name).filled(np.nan),
+                           **{"color": "C0", "ls": style, "label": label, **kw})
+  if not any(k in art for k in ("train_loss", "test_loss")):
+    raise ConfigError(f"{_name(result)} has no 'train_loss' or 'test_loss' dataset to plot")
+  if log:
+    ax.set_yscale("log")
+  if loss_max is not None:
+    ax.set_ylim(top=loss_max)
+  ax.set_xlabel(_axis_labels(result)[0])
+  ax.set_ylabel("loss", color="C0")
+  handles = [art[k] for k in ("train_loss", "test_loss") if k in art]
+  if acc and any(k in fields for k in ("train_acc", "test_acc")):
+    ax2 = ax.twinx()
+    for name, style, label in (("train_acc", "-", "train accuracy"),
+                               ("test_acc", "--", "test accuracy")):
+      if name in fields:
+        art[name], = ax2.plot(xs, _field(result, name).filled(np.nan),
+                              **{"color": "C3", "ls": style, "label": label, **kw})
+        handles.append(art[name])
+    ax2.set_ylim(0, 100)
+    ax2.set_ylabel("accuracy (%)", color="C3")
+    art["ax_acc"] = ax2
+  art["legend"] = _legend(ax, handles)
+  return art
+
+
+def plot_1d_overlay(ax: Axes, curves: Mapping[str, tuple[ArrayLike, ArrayLike]], *,
+                    log: bool = False, xlabel: str = "α", ylabel: str = "loss",
+                    **kw: Any) -> dict[str, Any]:
+  """Several 1-D curves on one Axes: random directions, or several losses.
+
+  Each curve is ``label -> (xs, values)`` with ``values[i] = f(xs[i])``; NaN values
+  break the line (diverged or uncomputed points).
+
+  Args:
+    ax: the Axes.
+    curves: mapping label -> ``(xs (n,), values (n,))``; n may differ per curve.
+    log: log-scale y axis.
+    xlabel, ylabel: axis labels.
+    **kw: passed to every ``ax.plot``.
+
+  Returns:
+    ``{label: Line2D, ..., "legend": Legend}``.
+
+  Example:
+    >>> plot_1d_overlay(ax, {f"dir {k}": (r.xs, r.fields["train_loss"]) for k, r in runs})
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018 (Fig. 2,
+    several random directions agree).
+  """
+  if not curves:
+    raise DataError("curves is empty; pass a mapping label -> (xs, values)")
+  art: dict[str, Any] = {}
+  for label, (x, y) in curves.items():
+    x, y = _vector(x, f"xs of curve {label!r}"), _vector(y, f"values of curve {label!r}")
+    if x.shape != y.shape:
+      raise DataError(f"curve {label!r}: xs has shape {x.shape} but values {y.shape}; "
+                      "pass equal lengths")
+    art[label], = ax.plot(x, y, **{"label": str(label), **kw})
+  if log:
+    ax.set_yscale("log")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  art["legend"] = ax.legend(fontsize="x-small")
+  return art
+
+
+# ------------------------------------------------------------------------- 2-D plots
+
+
+def plot_contour(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+                 vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
+                 log_levels: bool = False, num_levels: int = 20, labels: bool = True,
+                 **kw: Any) -> dict[str, Any]:
+  """Contour lines of a 2-D surface ``f(α, β) = L(θ + α δ + β η)``.
+
+  Levels as the original ``plot_2D.py``: ``np.arange(vmin, vmax, vlevel)``; or
+  ``np.geomspace(vmin, vmax, num_levels)`` with ``log_levels``; or ``levels`` as
+  given. matplotlib keeps every level; levels outside the data range draw nothing.
+  Masked points (not done, or not finite) are grey cells with a legend entry.
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result: ``xs`` (nx,), ``ys`` (ny,), ``fields[field]`` (ny, nx) with
+      ``value[j, i]`` at ``(xs[i], ys[j])``; optional ``done["done"]`` (ny, nx).
+    field: the dataset to draw.
+    vmin, vmax, vlevel: the level range and spacing (original defaults 0.1, 10, 0.5).
+    levels: explicit increasing levels (overrides the above).
+    log_levels: log-spaced levels, ``num_levels`` of them from vmin to vmax.
+    num_levels: number of log-spaced levels.
+    labels: label the lines (``clabel``).
+    **kw: passed to ``ax.contour`` (e.g. ``cmap``, ``linewidths``).
+
+  Returns:
+    ``{"contour": QuadContourSet, "clabels": [Text], "bad": QuadMesh | None,
+    "legend": Legend | None, "note": Text | None, ...}``.
+
+  Example:
+    >>> art = plot_contour(ax, res, vmin=0.1, vmax=10, vlevel=0.5)
+    >>> art["contour"].levels  # np.arange(0.1, 10, 0.5)
+
+  References:
+    Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
+    NeurIPS 2018 (Figs. 5, 6).
+  """
+  lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
+  art = _draw_contour(ax, result, field, lv, labels, **kw)
+  art["legend"] = _legend(ax, art["bad_handles"])
+  return art
+
+
+def plot_contourf(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+                  vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
+                  log_levels: bool = False, num_levels: int = 20, colorbar: bool = True,
+                  **kw: Any) -> dict[str, Any]:
+  """Filled contours of a 2-D surface, with a colour bar.
+
+  Same levels as :func:`plot_contour`; values beyond the first/last level take the
+  colour map's under/over colours (``extend="both"``) instead of staying blank, so a
+  blank (grey) region means masked points only. Log levels use a log colour norm.
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result (see :func:`plot_contour`).
+    field, vmin, vmax, vlevel, levels, log_levels, num_levels: as :func:`plot_contour`.
+    colorbar: add a colour bar.
+    **kw: passed to ``ax.contourf`` (e.g. ``cmap``).
+
+  Returns:
+    ``{"contourf": QuadContourSet, "colorbar": Colorbar | None, "bad": QuadMesh | None,
+    "legend": Legend | None, "note": Text | None}``.
+
+  Example:
+    >>> art = plot_contourf(ax, res, log_levels=True, vmin=0.01, vmax=100)
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
+  """
+  lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
+  xs, ys = _grid(result, "contourf", min_points=2)
+  z = _field(result, field)
+  bad, handles = _bad_overlay(ax, xs, ys, np.ma.getmaskarray(z))
+  if log_levels and "norm" not in kw:
+    kw["norm"] = mcolors.LogNorm(lv[0], lv[-1])
+  if lv.size < 2:  # contourf needs two levels to fill between
+    lv = np.array([lv[0], lv[0] + (vlevel if np.isfinite(vlevel) and vlevel > 0 else 1.0)])
+  cf = ax.contourf(xs, ys, z, levels=lv, extend="both", **kw)
+  label = _FIELD_LABELS.get(field, field)
+  cbar = ax.figure.colorbar(cf, ax=ax, label=label) if colorbar else None
+  note = _note(ax, f"no finite {field} values to draw") if z.count() == 0 else None
+  xlabel, ylabel = _axis_labels(result)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  return {"contourf": cf, "colorbar": cbar, "bad": bad, "legend": _legend(ax, handles),
+          "note": note}
+
+
+def plot_heatmap(ax: Axes, result: Any, *, field: str = "train_loss",
+                 vmin: float | None = None, vmax: float | None = None, log: bool = False,
+                 cmap: Any = None, colorbar: bool = True, **kw: Any) -> dict[str, Any]:
+  """Heat map of a 2-D surface: one cell per grid point, origin lower, colour bar.
+
+  Cell ``(j, i)`` is centred on ``(xs[i], ys[j])`` and spans the midpoints to its
+  neighbours, so non-uniform and non-square grids are drawn at their true coordinates
+  (``pcolormesh``, not an ``imshow`` of indices). Masked points take the light-grey
+  "bad" colour and a legend entry.
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result (see :func:`plot_contour`); a 1 x n grid is allowed.
+    field: the dataset to draw.
+    vmin, vmax: colour limits; None: the finite data range (the original used 0.1, 10).
+    log: log colour scale (non-positive values are drawn as bad).
+    cmap: colour map name or object; None: the style's (viridis).
+    colorbar: add a colour bar.
+    **kw: passed to ``ax.pcolormesh``.
+
+  Returns:
+    ``{"mesh": QuadMesh (get_array() is the masked (ny, nx) data), "colorbar",
+    "legend", "note"}``.
+
+  Example:
+    >>> art = plot_heatmap(ax, res, field="test_loss", vmax=5)
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
+  """
+  xs, ys = _grid(result, "heatmap")
+  z = _field(result, field)
+  return _heat(ax, xs, ys, z, cmap=cmap, norm=_norm(z, vmin, vmax, log),
+               label=_FIELD_LABELS.get(field, field), colorbar=colorbar,
+               xylabels=_axis_labels(result), **kw)
+
+
+def plot_surface3d(ax3d: Axes, result: Any, *, field: str = "train_loss",
+                   zmax: float | None = None, log: bool = False, cmap: Any = None,
+                   colorbar: bool = True, **kw: Any) -> dict[str, Any]:
+  """3-D surface plot of ``f(α, β)``, clipped at ``zmax`` (the original's ``--zlim``).
+
+  Drawn height is ``min(f, zmax)``, or ``log10`` of it with ``log``. Masked points
+  leave holes (their quads are not drawn).
+
+  Args:
+    ax3d: a 3-D Axes (``fig.add_subplot(projection="3d")``).
+    result: a 2-D result (see :func:`plot_contour`).
+    field: the dataset to draw.
+    zmax: clip heights above this value; None: no clipping.
+    log: draw ``log10`` of the (clipped) values.
+    cmap: colour map; None: the style's.
+    colorbar: add a colour bar.
+    **kw: passed to ``plot_surface`` (e.g. ``rcount``, ``ccount``).
+
+  Returns:
+    ``{"surface": Poly3DCollection | None, "colorbar", "note"}``.
+
+  Example:
+    >>> ax3d = fig.add_subplot(projection="3d"); plot_surface3d(ax3d, res, zmax=10)
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018 (Fig. 1).
+  """
+  if getattr(ax3d, "name", "") != "3d":
+    raise ConfigError("plot_surface3d needs a 3-D Axes; create it with "
+                      "fig.add_subplot(projection='3d')")
+  xs, ys = _grid(result, "surface3d", min_points=2)
+  height = _field(result, field).filled(np.nan)
+  if zmax is not None:
+    height = np.minimum(height, float(zmax))
+  label = _FIELD_LABELS.get(field, field)
+  if log:
+    with np.errstate(divide="ignore", invalid="ignore"):
+      height = np.log10(height)
+    label = f"log10 {label}"
+  height = np.where(np.isfinite(height), height, np.nan)
+  xlabel, ylabel = _axis_labels(result)
+  ax3d.set_xlabel(xlabel)
+  ax3d.set_ylabel(ylabel)
+  ax3d.set_zlabel(label)
+  if not np.isfinite(height).any():
+    return {"surface": None, "colorbar": None,
+            "note": _note(ax3d, f"no finite {field} values to draw")}
+  lo, hi = np.nanmin(height), np.nanmax(height)
+  hi = hi if hi > lo else lo + 1.0
+  x, y = np.meshgrid(xs, ys)
+  surf = ax3d.plot_surface(x, y, np.ma.masked_invalid(height), cmap=_cmap(cmap), vmin=lo,
+                           vmax=hi, **{"linewidth": 0, "antialiased": False,
+                                       "rasterized": True, **kw})
+  cbar = ax3d.figure.colorbar(surf, ax=ax3d, shrink=0.55, pad=0.2) if colorbar else None
+  return {"surface": surf, "colorbar": cbar, "note": None}
+
+
+def plot_trajectory(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+                    vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
+                    log_levels: bool = False, num_levels: int = 20,
+                    high_levels: ArrayLike | None = _HIGH_LEVELS, labels: bool = True,
+                    **kw: Any) -> dict[str, Any]:
+  """Optimizer path projected on the PCA plane, over the loss contours.
+
+  The trajectory ``θ_t`` projected onto the two principal directions of
+  ``{θ_t − θ_final}`` (``trajectory/proj_xcoord``, ``proj_ycoord``) as a line with
+  markers, start (circle) and end (star) marked; axes read "1st PC: 87.12 %" /
+  "2nd PC: 5.34 %" from ``trajectory/explained_variance_ratio`` as the original
+  ``plot_contour_trajectory``, which also draws grey log-spaced contours
+  ``10^1 ... 10^8`` above ``vmax`` (``high_levels``; None: off).
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result with a ``trajectory`` group: ``proj_xcoord`` (T,),
+      ``proj_ycoord`` (T,), optional ``explained_variance_ratio`` (2,), ``epochs`` (T,).
+    field, vmin, vmax, vlevel, levels, log_levels, num_levels, labels: contours, as
+      :func:`plot_contour`.
+    high_levels: extra contour levels drawn in grey where above the main levels.
+    **kw: passed to the path's ``ax.plot``.
+
+  Returns:
+    ``{"contour", "contour_high", "path": Line2D (T points), "start", "end": Line2D,
+    "legend", ...}``.
+
+  Example:
+    >>> art = plot_trajectory(ax, ls.io.load("results/x/pca_plane.h5"))
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018 (Sec. 7,
+    Fig. 9).
+  """
+  traj = _group(result, "trajectory", need=("proj_xcoord", "proj_ycoord"))
+  px = _vector(traj["proj_xcoord"], "trajectory/proj_xcoord")
+  py = _vector(traj["proj_ycoord"], "trajectory/proj_ycoord")
+  if px.shape != py.shape or px.size == 0:
+    raise DataError(f"{_name(result)}: trajectory/proj_xcoord has shape {px.shape} and "
+                    f"proj_ycoord {py.shape}; they must be equal and non-empty")
+  lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
+  art = _draw_contour(ax, result, field, lv, labels, high_levels=high_levels)
+  epochs = traj.get("epochs")
+  first, last = ("", "") if epochs is None or len(epochs) != px.size else \
+      (f" (epoch {np.asarray(epochs)[0]:g})", f" (epoch {np.asarray(epochs)[-1]:g})")
+  style = {"color": "C3", "marker": ".", "markersize": 3, "linewidth": 1.0, **kw}
+  art["path"], = ax.plot(px, py, **{"label": "trajectory", "zorder": 3, **style})
+  art["start"], = ax.plot(px[:1], py[:1], "o", color="C3", markerfacecolor="white",
+                          markersize=5, label="start" + first, zorder=4)
+  art["end"], = ax.plot(px[-1:], py[-1:], "*", color="k", markersize=8, label="end" + last,
+                        zorder=4)
+  ratio = traj.get("explained_variance_ratio")
+  if ratio is not None and np.asarray(ratio).size >= 2:
+    ratio = np.asarray(ratio, dtype=float).ravel()
+    ax.set_xlabel("1st PC: %.2f %%" % (ratio[0] * 100))
+    ax.set_ylabel("2nd PC: %.2f %%" % (ratio[1] * 100))
+  art["legend"] = _legend(ax, [art["path"], art["start"], art["end"], *art["bad_handles"]])
+  return art
+
+
+# ------------------------------------------------------------------ curvature plots
+
+
+def plot_eig_ratio(ax: Axes, result: Any, *, signed: bool = False, cmap: Any = None,
+                   colorbar: bool = True, **kw: Any) -> dict[str, Any]:
+  """Convexity map: ``|λ_min / λ_max|`` of the Hessian at each grid point.
+
+  Li et al. (2018, Fig. 7) map ``|λ_min/λ_max|``: near 0 the surface is (almost)
+  convex along every direction, large values mean strong negative curvature. The
+  absolute ratio is clipped to ``[0, 1]`` on a perceptually uniform map (viridis);
+  ``signed=True`` draws ``λ_min/λ_max`` clipped to ``[-1, 1]`` on a diverging map
+  centred at 0 (RdBu_r). Points where either eigenvalue is masked or the ratio is not
+  finite (``λ_max = 0``) are bad. A 1-D result draws the ratio as a line.
+
+  Args:
+    ax: the Axes.
+    result: a result with ``fields["min_eig"]``, ``fields["max_eig"]`` (ny, nx) or (nx,);
+      optional ``done["eig_done"]``.
+    signed: draw the signed ratio instead of its absolute value.
+    cmap: colour map; None: viridis (absolute) or RdBu_r (signed).
+    colorbar: add a colour bar (2-D).
+    **kw: passed to ``pcolormesh`` (2-D) or ``plot`` (1-D).
+
+  Returns:
+    2-D: ``{"mesh" (get_array() = clipped ratio, masked), "colorbar", "legend", "note"}``;
+    1-D: ``{"line": Line2D}``.
+
+  Example:
+    >>> art = plot_eig_ratio(ax, res)
+
+  References:
+    Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
+    NeurIPS 2018 (Sec. 6, Fig. 7).
+  """
+  lo, hi = _field(result, "min_eig"), _field(result, "max_eig")
+  with np.errstate(divide="ignore", invalid="ignore"):
+    ratio = lo.filled(np.nan) / hi.filled(np.nan)
+  bad = ~np.isfinite(ratio)
+  clip = (-1.0, 1.0) if signed else (0.0, 1.0)
+  values = np.clip(ratio if signed else np.abs(ratio), *clip)
+  values = np.ma.masked_array(np.where(bad, np.nan, values), mask=bad)
+  label = r"$\lambda_{\min} / \lambda_{\max}$" if signed else \
+      r"$|\lambda_{\min} / \lambda_{\max}|$"
+  if _ndim(result) == 1:
+    line, = ax.plot(_coords(result)[0], values.filled(np.nan), **kw)
+    ax.set_ylim(*clip)
+    ax.set_xlabel(_axis_labels(result)[0])
+    ax.set_ylabel(label)
+    return {"line": line}
+  xs, ys = _grid(result, "eig_ratio")
+  return _heat(ax, xs, ys, values, cmap=cmap or ("RdBu_r" if signed else "viridis"),
+               norm=mcolors.Normalize(*clip), label=label, colorbar=colorbar,
+               extend="both" if signed else "max", xylabels=_axis_labels(result), **kw)
+
+
+def plot_eig_map(ax: Axes, result: Any, which: str = "max_eig", *, cmap: Any = None,
+                 colorbar: bool = True, **kw: Any) -> dict[str, Any]:
+  """Map of one extreme Hessian eigenvalue over the grid (``max_eig`` or ``min_eig``).
+
+  Values that take both signs are drawn on a diverging map centred at 0 (RdBu_r,
+  symmetric limits ``±max|λ|``) so the sign of the curvature reads at a glance;
+  one-signed values on viridis. A 1-D result draws a line.
+
+  Args:
+    ax: the Axes.
+    result: a result with ``fields[which]`` (ny, nx) or (nx,).
+    which: ``"max_eig"`` or ``"min_eig"``.
+    cmap: colour map; None: chosen as above.
+    colorbar: add a colour bar (2-D).
+    **kw: passed to ``pcolormesh`` (2-D) or ``plot`` (1-D).
+
+  Returns:
+    2-D: ``{"mesh", "colorbar", "legend", "note"}``; 1-D: ``{"line": Line2D}``.
+
+  Example:
+    >>> plot_eig_map(ax, res, "min_eig")
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018 (Sec. 6).
+  """
+  if which not in _EIG_FIELDS:
+    raise unknown_name("eigenvalue map", which, _EIG_FIELDS)
+  z = _field(result, which)
+  label = _FIELD_LABELS[which]
+  if _ndim(result) == 1:
+    line, = ax.plot(_coords(result)[0], z.filled(np.nan), **kw)
+    ax.axhline(0.0, color="0.6", linewidth=0.5)
+    ax.set_xlabel(_axis_labels(result)[0])
+    ax.set_ylabel(label)
+    return {"line": line}
+  xs, ys = _grid(result, "eig_map")
+  finite = z.compressed()
+  two_signed = finite.size > 0 and finite.min() < 0 < finite.max()
+  if two_signed:
+    bound = float(np.abs(finite).max())
+    norm: mcolors.Normalize = mcolors.Normalize(-bound, bound)
+  else:
+    norm = _norm(z, None, None, False)
+  return _heat(ax, xs, ys, z, cmap=cmap or ("RdBu_r" if two_signed else "viridis"),
+               norm=norm, label=label, colorbar=colorbar, xylabels=_axis_labels(result), **kw)
+
+
+def plot_density(ax: Axes, result: Any, *, floor: float | None = None,
+                 eigenvalues: bool = True, **kw: Any) -> dict[str, Any]:
+  """Hessian eigenvalue density on a log-scale y axis, extreme eigenvalues marked.
+
+  Draws ``max(φ(t), floor)`` against ``t`` (``hessian/density`` over
+  ``hessian/density_grid``, the Gaussian-smoothed stochastic Lanczos quadrature
+  estimate), with the floor (default ``1e-8 · max φ``) keeping empty regions on the
+  log axis; the computed top/bottom eigenvalues are vertical lines, and the trace
+  estimate ``tr H ± stderr`` is noted when stored.
+
+  Args:
+    ax: the Axes.
+    result: a result with a ``hessian`` group (``density_grid`` (g,), ``density`` (g,),
+      optional ``eigenvalues_largest`` (k,), ``eigenvalues_smallest`` (k,), ``trace``,
+      ``trace_stderr``), or that group itself as a mapping.
+    floor: smallest density drawn; None: ``1e-8`` times the largest density.
+    eigenvalues: mark the stored extreme eigenvalues.
+    **kw: passed to the density's ``ax.plot``.
+
+  Returns:
+    ``{"density": Line2D, "largest": [Line2D], "smallest": [Line2D], "trace": Text | None,
+    "legend": Legend}``.
+
+  Example:
+    >>> art = plot_density(ax, res); art["density"].axes.get_yscale()
+    'log'
+
+  References:
+    Ghorbani, Krishnan, Xiao, "An Investigation into Neural Net Optimization via Hessian
+    Eigenvalue Density", ICML 2019. Yao, Gholami, Keutzer, Mahoney, "PyHessian: Neural
+    Networks Through the Lens of the Hessian", IEEE BigData 2020.
+  """
+  group = result if isinstance(result, Mapping) else \
+      _group(result, "hessian", need=("density_grid", "density"))
+  if "density" not in group or "density_grid" not in group:
+    raise ConfigError("the hessian group has no density/density_grid; "
+                      f"{_HOWTO['hessian']}")
+  grid = _vector(group["density_grid"], "hessian/density_grid")
+  dens = _vector(group["density"], "hessian/density")
+  if grid.shape != dens.shape:
+    raise DataError(f"hessian/density has shape {dens.shape} but density_grid "
+                    f"{grid.shape}; they must match")
+  finite = dens[np.isfinite(dens) & (dens > 0)]
+  if floor is None:
+    floor = 1e-8 * finite.max() if finite.size else 1e-12
+  elif not floor > 0:
+    raise ConfigError(f"floor={floor!r} must be > 0 for a log-scale density")
+  line, = ax.plot(grid, np.maximum(np.where(np.isfinite(dens), dens, floor), floor),
+                  **{"color": "C0", "label": "density", **kw})
+  ax.set_yscale("log")
+  ax.set_xlabel("eigenvalue")
+  ax.set_ylabel("density (log scale)")
+  art: dict[str, Any] = {"density": line, "largest": [], "smallest": [], "trace": None}
+  if eigenvalues:
+    for key, color, style, label in (("eigenvalues_largest", "C3", "--", "top"),
+                                     ("eigenvalues_smallest", "C2", ":", "bottom")):
+      vals = np.asarray(group.get(key, []), dtype=float).ravel()
+      vals = vals[np.isfinite(vals)]
+      for n, v in enumerate(vals):
+        art[key.split("_")[1]].append(ax.axvline(
+            v, color=color, linestyle=style, linewidth=0.8,
+            label=f"{label}-{vals.size} eigenvalues" if n == 0 else None))
+  if "trace" in group:
+    trace = float(np.asarray(group["trace"]))
+    err = group.get("trace_stderr")
+    text = f"tr H ≈ {trace:.4g}" + ("" if err is None else f" ± {float(np.asarray(err)):.2g}")
+    art["trace"] = ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top",
+                           fontsize="x-small")
+  art["legend"] = ax.legend(loc="lower center", fontsize="x-small")
+  return art
+
+
+# ------------------------------------------------------------ critical-point plots
+
+
+def plot_critical_on_contour(ax: Axes, result: Any, *, field: str = "train_loss",
+                             vmin: float = 0.1, vmax: float = 10.0, vlevel: float = 0.5,
+                             levels: ArrayLike | None = None, log_levels: bool = False,
+                             num_levels: int = 20, labels: bool = False, grid: bool = True,
+                             found: bool = True, **kw: Any) -> dict[str, Any]:
+  """Critical points of the plane over the loss contours, one marker per kind.
+
+  Minima (circle, green), saddles (X, orange), maxima (triangle, red), any other kind
+  (diamond). Discrete grid critical points (``critical/grid_coords``, ``grid_kind``)
+  are hollow; points found by the critical-point search (``critical/coords``,
+  ``kind``) are filled; found points off the plane (NaN coordinates) are skipped.
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result with a ``critical`` group: ``coords`` (m, 2), ``kind`` (m,),
+      optional ``grid_coords`` (q, 2), ``grid_kind`` (q,).
+    field, vmin, vmax, vlevel, levels, log_levels, num_levels, labels: the contours,
+      as :func:`plot_contour`.
+    grid: draw the grid critical points.
+    found: draw the found critical points.
+    **kw: passed to every ``ax.scatter``.
+
+  Returns:
+    ``{"contour", "grid": {kind: PathCollection}, "found": {kind: PathCollection},
+    "legend", "note", ...}``; ``collection.get_offsets()`` are the drawn coordinates.
+
+  Example:
+    >>> art = plot_critical_on_contour(ax, res); art["found"]["saddle"].get_offsets()
+
+  References:
+    Dauphin, Pascanu, Gulcehre, Cho, Ganguli, Bengio, "Identifying and attacking the
+    saddle point problem in high-dimensional non-convex optimization", NeurIPS 2014.
+  """
+  crit = _group(result, "critical")
+  lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
+  art = _draw_contour(ax, result, field, lv, labels)
+  art["grid"], art["found"] = {}, {}
+  sets = (("grid", "grid_coords", "grid_kind", grid), ("found", "coords", "kind", found))
+  for tag, ckey, kkey, wanted in sets:
+    if not wanted or ckey not in crit:
+      continue
+    coords = np.asarray(crit[ckey], dtype=float)
+    if coords.size == 0:
+      continue
+    if coords.ndim != 2 or coords.shape[1] != 2:
+      raise DataError(f"{_name(result)}: critical/{ckey} has shape {coords.shape}; "
+                      "expected (m, 2) plane coordinates")
+    kinds = _strings(crit.get(kkey), len(coords))
+    if kinds.size != len(coords):
+      raise DataError(f"{_name(result)}: critical/{kkey} has {kinds.size} entries for "
+                      f"{len(coords)} points; they must match")
+    on_plane = np.all(np.isfinite(coords), axis=1)
+    for kind in _kind_order(kinds[on_plane]):
+      sel = on_plane & (kinds == kind)
+      marker, color = _critical_style(kind)
+      style = ({"facecolors": "none", "edgecolors": color, "s": 30, "linewidths": 1.0}
+               if tag == "grid" else {"c": color, "edgecolors": "k", "s": 40,
+                                      "linewidths": 0.5})
+      art[tag][kind] = ax.scatter(coords[sel, 0], coords[sel, 1], marker=marker,
+                                  **{"label": f"{kind} ({tag})", "zorder": 4, **style,
+                                     **kw})
+  handles = [*art["grid"].values(), *art["found"].values(), *art["bad_handles"]]
+  if not art["grid"] and not art["found"] and art["note"] is None:
+    art["note"] = _note(ax, "no critical points on this plane")
+  art["legend"] = _legend(ax, handles)
+  return art
+
+
+def plot_loss_vs_index(ax: Axes, losses: Float[np.ndarray, "m"],
+                       indices: Float[np.ndarray, "m"], kinds: ArrayLike | None = None, *,
+                       xlabel: str | None = None, **kw: Any) -> dict[str, Any]:
+  """Loss against index of critical points (Dauphin et al. 2014, Fig. 1 style).
+
+  The index ``α`` is the fraction (float) or number (integer) of negative Hessian
+  eigenvalues; Dauphin et al. observe the loss growing with the index: low-loss
+  critical points are minima, high-loss ones saddles.
+
+  Args:
+    ax: the Axes.
+    losses: (m,) loss at each critical point.
+    indices: (m,) index of each point; integer dtype reads as a count.
+    kinds: optional (m,) kind strings ("minimum", "saddle", ...) to colour by.
+    xlabel: x label; None: from the dtype of ``indices``.
+    **kw: passed to every ``ax.scatter``.
+
+  Returns:
+    ``{"scatter": {kind: PathCollection}, "legend": Legend | None}`` (kind "all" when
+    ``kinds`` is None); non-finite points are dropped.
+
+  Example:
+    >>> c = res.groups["critical"]; plot_loss_vs_index(ax, c["loss"], c["index"], c["kind"])
+
+  References:
+    Dauphin, Pascanu, Gulcehre, Cho, Ganguli, Bengio, "Identifying and attacking the
+    saddle point problem in high-dimensional non-convex optimization", NeurIPS 2014.
+  """
+  idx_raw = np.asarray(indices)
+  loss = _vector(losses, "losses")
+  idx = _vector(idx_raw, "indices")
+  if loss.shape != idx.shape:
+    raise DataError(f"losses has shape {loss.shape} but indices {idx.shape}; pass one "
+                    "index per critical point")
+  names = np.full(loss.size, "all", dtype=object) if kinds is None else \
+      _strings(kinds, loss.size)
+  if names.size != loss.size:
+    raise DataError(f"kinds has {names.size} entries for {loss.size} points; they must match")
+  ok = np.isfinite(loss) & np.isfinite(idx)
+  art: dict[str, Any] = {"scatter": {}}
+  for kind in _kind_order(names[ok]):
+    sel = ok & (names == kind)
+    marker, color = ("o", "C0") if kinds is None else _critical_style(kind)
+    art["scatter"][kind] = ax.scatter(idx[sel], loss[sel], marker=marker,
+                                      **{"c": color, "s": 20, "label": kind, **kw})
+  if xlabel is None:
+    xlabel = ("index (number of negative eigenvalues)"
+              if np.issubdtype(idx_raw.dtype, np.integer)
+              else "index (fraction of negative eigenvalues)")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel("loss")
+  art["legend"] = ax.legend(fontsize="x-small") if kinds is not None and art["scatter"] \
+      else None
+  if not art["scatter"]:
+    _note(ax, "no finite critical points to draw")
+  return art
+
+
+# ------------------------------------------------------------------ teaching plots
+
+
+def plot_loss_functions(ax_loss: Axes, ax_grad: Axes | None,
+                        errors: Float[np.ndarray, "n"],
+                        curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
+                        **kw: Any) -> dict[str, Any]:
+  """Loss functions and their derivatives against the error ``e = ŷ − y``.
+
+  For each loss ``ℓ`` the caller computes ``ℓ(e)`` and ``dℓ/dŷ (e)`` (e.g. with
+  ``landscape.losses`` and ``jax.grad``); this draws them on two Axes with matching
+  colours, e.g. squared error (``e²``, slope ``2e``), absolute error (``|e|``, slope
+  ``sign e``), Huber (quadratic inside ``δ``, linear outside).
+
+  Args:
+    ax_loss: Axes for the losses.
+    ax_grad: Axes for the derivatives, or None.
+    errors: (n,) the errors.
+    curves: mapping name -> ``(values (n,), grads (n,))``.
+    **kw: passed to every ``plot``.
+
+  Returns:
+    ``{"loss": {name: Line2D}, "grad": {name: Line2D}, "legend": Legend}``.
+
+  Example:
+    >>> e = np.linspace(-3, 3, 201)
+    >>> plot_loss_functions(a1, a2, e, {"squared": (e**2, 2*e), "absolute": (abs(e), sign(e))})
+
+  References:
+    Huber, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 1964.
+  """
+  e = _vector(errors, "errors")
+  if not curves:
+    raise DataError("curves is empty; pass a mapping name -> (values, grads)")
+  art: dict[str, Any] = {"loss": {}, "grad": {}}
+  for n, (name, (values, grads)) in enumerate(curves.items()):
+    v, g = _vector(values, f"values of {name!r}"), _vector(grads, f"grads of {name!r}")
+    if v.shape != e.shape or g.shape != e.shape:
+      raise DataError(f"loss {name!r}: values {v.shape} and grads {g.shape} must both have "
+                      f"the shape of errors {e.shape}")
+    style = {"color": f"C{n % 10}", "label": str(name), **kw}
+    art["loss"][name], = ax_loss.plot(e, v, **style)
+    if ax_grad is not None:
+      art["grad"][name], = ax_grad.plot(e, g, **style)
+  ax_loss.set_xlabel("error ŷ − y")
+  ax_loss.set_ylabel("loss ℓ")
+  if ax_grad is not None:
+    ax_grad.axhline(0.0, color="0.6", linewidth=0.5)
+    ax_grad.set_xlabel("error ŷ − y")
+    ax_grad.set_ylabel("derivative dℓ/dŷ")
+  art["legend"] = ax_loss.legend(fontsize="x-small")
+  return art
+
+
+def plot_linear_landscape(ax: Axes, ws: Float[np.ndarray, "nw"], bs: Float[np.ndarray, "nb"],
+                          z: Float[np.ndarray, "nb nw"], *, title: str | None = None,
+                          levels: int | ArrayLike = 15, log_levels: bool = True,
+                          labels: bool = False, **kw: Any) -> dict[str, Any]:
+  """The (w, b) loss landscape of a linear model ``ŷ = w x + b``, minimum marked.
+
+  ``z[j, i] = (1/N) Σ_n ℓ(ws[i] x_n + bs[j] − y_n)`` (computed by the caller) is convex
+  for a convex loss; contours (log-spaced by default, as the loss grows fast away from
+  the minimum) and a star at the grid minimum ``argmin z``.
+
+  Args:
+    ax: the Axes.
+    ws: (nw,) slopes; bs: (nb,) intercepts.
+    z: (nb, nw) mean loss; NaN points are ignored.
+    title: axes title (e.g. the loss name).
+    levels: number of levels or explicit increasing levels.
+    log_levels: with an integer ``levels``, space them geometrically between the
+      smallest positive and the largest value.
+    labels: label the contour lines.
+    **kw: passed to ``ax.contour``.
+
+  Returns:
+    ``{"contour": QuadContourSet, "minimum": Line2D | None, "clabels", "legend"}``.
+
+  Example:
+    >>> plot_linear_landscape(ax, ws, bs, mse_grid, title="squared error")
+
+  References:
+    Bishop, "Pattern Recognition and Machine Learning", Springer 2006 (Sec. 3.1).
+  """
+  w, b = _vector(ws, "ws"), _vector(bs, "bs")
+  z = np.ma.masked_invalid(np.asarray(z, dtype=float))
+  if z.shape != (b.size, w.size) or min(z.shape) < 2:
+    raise DataError(f"z has shape {z.shape}; expected (len(bs), len(ws)) = "
+                    f"({b.size}, {w.size}), at least 2 x 2")
+  finite = z.compressed()
+  lv: Any = levels
+  if np.ndim(levels) == 0:
+    if int(levels) < 2:
+      raise ConfigError(f"levels={levels!r} must be at least 2 or a sequence of levels")
+    positive = finite[finite > 0]
+    if log_levels and positive.size and positive.max() > positive.min():
+      lv = np.geomspace(positive.min(), positive.max(), int(levels))
+    elif finite.size and finite.max() > finite.min():
+      lv = np.linspace(finite.min(), finite.max(), int(levels))
+    else:
+      lv = None
+  art: dict[str, Any] = {"contour": None, "minimum": None, "clabels": [], "legend": None}
+  if lv is not None:
+    art["contour"] = ax.contour(w, b, z, levels=lv, **kw)
+    if labels:
+      art["clabels"] = list(ax.clabel(art["contour"], inline=True, fontsize="x-small",
+                                      fmt="%.3g"))
+  if finite.size:
+    j, i = np.unravel_index(np.argmin(z.filled(np.inf)), z.shape)
+    art["minimum"], = ax.plot(w[i:i + 1], b[j:j + 1], "*", color="C3", markersize=9,
+                              label=f"minimum (w={w[i]:.3g}, b={b[j]:.3g})", zorder=4)
+    art["legend"] = ax.legend(fontsize="x-small", loc="upper right")
+  else:
+    _note(ax, "no finite values to draw")
+  ax.set_xlabel("w")
+  ax.set_ylabel("b")
+  if title:
+    ax.set_title(title)
+  return art
+
+
+# ---------------------------------------------------------------- figures of a file
+
+
+def _why_not(result: Any, kind: str) -> str | None:
+  """None when ``kind`` can be drawn from ``result``, else the reason it cannot."""
+  fields, groups = _mapping(result, "fields"), _mapping(result, "groups")
+  two_d = _ndim(result) == 2
+  has_loss = any(f in fields for f in _LOSS_FIELDS)
+  needs_2d = {"contour", "contourf", "heatmap", "surface3d", "trajectory", "critical"}
+  if kind == "loss1d":
+    if two_d:
+      return "is a 2-D result (use contour, contourf, heatmap or surface3d)"
+    return None if any(f in fields for f in _LOSS_FIELDS[:2]) else \
+        "has no train_loss/test_loss dataset"
+  if kind in needs_2d:
+    if not two_d:
+      return "is a 1-D result"
+    if not has_loss:
+      return "has no train_loss/test_loss/train_acc/test_acc dataset"
+    xs, ys = _coords(result)
+    if kind != "heatmap" and min(xs.size, ys.size) < 2:
+      return f"has a {ys.size} x {xs.size} grid (at least 2 x 2 needed)"
+  if kind == "trajectory":
+    traj = groups.get("trajectory")
+    if traj is None:
+      return "has no trajectory/ group"
+    if "proj_xcoord" not in traj or "proj_ycoord" not in traj:
+      return "has no trajectory/proj_xcoord and proj_ycoord"
+  if kind == "eig_ratio" and not all(f in fields for f in _EIG_FIELDS):
+    return "has no max_eig and min_eig datasets"
+  if kind == "eig_map" and not any(f in fields for f in _EIG_FIELDS):
+    return "has no max_eig or min_eig dataset"
+  if kind == "density":
+    hess = groups.get("hessian")
+    if hess is None:
+      return "has no hessian/ group"
+    if "density" not in hess or "density_grid" not in hess:
+      return "has no hessian/density (run `landscape hessian FILE --density`)"
+  if kind == "critical":
+    crit = groups.get("critical")
+    if crit is None:
+      return "has no critical/ group"
+    if "coords" not in crit and "grid_coords" not in crit:
+      return "has no critical/coords or critical/grid_coords"
+  if kind == "loss_vs_index":
+    crit = groups.get("critical")
+    if crit is None:
+      return "has no critical/ group"
+    if "index" not in crit or "loss" not in crit:
+      return "has no critical/index and critical/loss"
+  return None
+
+
+def kinds_supported(result: Any) -> list[str]:
+  """The figure kinds :func:`render` can draw from ``result``, in :data:`KINDS` order.
+
+  A kind needs its data: ``loss1d`` a 1-D sweep; ``contour``, ``contourf``,
+  ``heatmap``, ``surface3d`` a 2-D loss grid; ``trajectory`` also a ``trajectory``
+  group; ``eig_ratio`` both ``max_eig`` and ``min_eig``; ``eig_map`` either;
+  ``density`` ``hessian/density``; ``critical`` a 2-D grid and a ``critical`` group;
+  ``loss_vs_index`` ``critical/index`` and ``critical/loss``.
+
+  Args:
+    result: a result (see the module docstring).
+
+  Returns:
+    List of kind names.
+
+  Example:
+    >>> kinds_supported(ls.io.load("results/x/landscape.h5"))
+    ['contour', 'contourf', 'heatmap', 'surface3d', 'density']
+  """
+  return [kind for kind in KINDS if _why_not(result, kind) is None]
+
+
+def _check_kind(result: Any, kind: str) -> None:
+  if kind not in KINDS:
+    raise unknown_name("plot kind", kind, KINDS)
+  reason = _why_not(result, kind)
+  if reason is not None:
+    supported = ", ".join(kinds_supported(result)) or "none"
+    raise ConfigError(f"{_name(result)} {reason}, so {kind!r} cannot be drawn; kinds this "
+                      f"file supports: {supported}")
+
+
+def _draw_kind(ax: Axes, result: Any, kind: str, opts: dict[str, Any]) -> dict[str, Any]:
+  fields = _mapping(result, "fields")
+  if kind in {"contour", "contourf", "heatmap", "surface3d", "trajectory", "critical"}:
+    opts = {"field": _default_field(result), **opts}
+  if kind == "eig_map":
+    opts = {"which": "max_eig" if "max_eig" in fields else "min_eig", **opts}
+  if kind == "loss_vs_index":
+    crit = _mapping(result, "groups")["critical"]
+    return plot_loss_vs_index(ax, crit["loss"], crit["index"], crit.get("kind"), **opts)
+  draw: Callable[..., dict[str, Any]] = {
+      "loss1d": plot_1d, "contour": plot_contour, "contourf": plot_contourf,
+      "heatmap": plot_heatmap, "surface3d": plot_surface3d, "trajectory": plot_trajectory,
+      "eig_ratio": plot_eig_ratio, "eig_map": plot_eig_map, "density": plot_density,
+      "critical": plot_critical_on_contour,
+  }[kind]
+  return draw(ax, result, **opts)
+
+
+def _formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+  if isinstance(formats, str):
+    formats = formats.split(",")
+  out = tuple(f.strip().lstrip(".").lower() for f in formats if f.strip())
+  for f in out:
+    if f not in _FORMATS:
+      raise unknown_name("figure format", f, _FORMATS)
+  if not out:
+    raise ConfigError(f"formats={formats!r} is empty; pass e.g. ('pdf', 'png')")
+  return out
+
+
+def _tag(kind: str, opts: Mapping[str, Any]) -> str:
+  parts = [kind]
+  for key in ("field", "which"):
+    if key in opts:
+      parts.append(str(opts[key]))
+  parts += [key for key in ("signed", "log", "log_levels") if opts.get(key)]
+  return "_".join(parts)
+
+
+_ASPECT = {"loss1d": 0.75, "density": 0.75, "loss_vs_index": 0.75, "surface3d": 0.85}
+
+
+def render(result: Any, kind: str, out_dir: str | Path,
+           formats: str | Sequence[str] = ("pdf", "png"), *, stem: str | None = None,
+           dpi: float | None = None, columns: int = 1, aspect: float | None = None,
+           **opts: Any) -> list[Path]:
+  """Draw one figure kind of a result in the paper style and save it.
+
+  The figure is built on a ``matplotlib.figure.Figure`` (never pyplot, so no global
+  figure is left open) inside :func:`use_style`, saved once per format as
+  ``out_dir/{stem}_{kind}[_{field}].{fmt}`` and released.
+
+  Args:
+    result: a result (see the module docstring).
+    kind: one of :data:`KINDS`; it must be in ``kinds_supported(result)``.
+    out_dir: output directory (created).
+    formats: file formats: any of pdf, png, svg, eps, ps (a tuple or "pdf,png").
+    stem: file-name stem; None: the result file's stem (or "result").
+    dpi: raster resolution; None: the style's 300 dpi.
+    columns: 1 (3.4 in wide) or 2 (7.0 in wide).
+    aspect: height / width; None: a per-kind default.
+    **opts: options of the kind's plot function (e.g. ``field="test_loss"``,
+      ``vmax=5``, ``log=True``, ``signed=True``, ``which="min_eig"``).
+
+  Returns:
+    The written paths, one per format.
+
+  Raises:
+    ConfigError: unknown kind or format, a kind this result cannot support (the message
+      lists the kinds it supports), or an option the kind does not take.
+
+  Example:
+    >>> render(res, "contour", "results/x/figures", ("pdf",), vmax=5)
+    [PosixPath('results/x/figures/landscape_contour.pdf')]
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
+  """
+  _check_kind(result, kind)
+  fmts = _formats(formats)
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  base = stem or (Path(str(result.path)).stem if getattr(result, "path", None) else "result")
+  paths = []
+  with use_style():
+    fig = Figure(figsize=figure_size(columns, aspect or _ASPECT.get(kind, 0.8)))
+    try:
+      ax = fig.add_subplot(projection="3d" if kind == "surface3d" else None)
+      try:
+        _draw_kind(ax, result, kind, dict(opts))
+      except (TypeError, AttributeError) as err:
+        if "unexpected keyword" not in str(err):
+          raise
+        raise ConfigError(f"an option of kind {kind!r} is not accepted ({err}); options: "
+                          f"{', '.join(sorted(opts)) or 'none'}") from None
+      for fmt in fmts:
+        path = out / f"{base}_{_tag(kind, opts)}.{fmt}"
+        fig.savefig(path, format=fmt, **({} if dpi is None else {"dpi": dpi}))
+        paths.append(path)
+    finally:
+      fig.clear()
+  return paths
+
+
+def render_all(result: Any, out_dir: str | Path, kinds: Sequence[str] | None = None,
+               formats: str | Sequence[str] = ("pdf", "png"), *, stem: str | None = None,
+               dpi: float | None = None, columns: int = 1,
+               options: Mapping[str, Mapping[str, Any]] | None = None,
+               ) -> dict[str, list[Path]]:
+  """Draw several figure kinds of a result (default: every supported kind).
+
+  Args:
+    result: a result (see the module docstring).
+    out_dir: output directory (created).
+    kinds: kinds to draw; None: ``kinds_supported(result)``. A kind the result cannot
+      support raises :class:`ConfigError` before anything is drawn.
+    formats, stem, dpi, columns: as :func:`render`.
+    options: per-kind options, e.g. ``{"contour": {"vmax": 5}, "heatmap": {"log": True}}``.
+
+  Returns:
+    ``{kind: [paths]}`` in the order drawn.
+
+  Example:
+    >>> render_all(ls.io.load("results/x/landscape.h5"), "results/x/figures", formats="pdf")
+
+  References:
+    Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
+  """
+  chosen = kinds_supported(result) if kinds is None else list(kinds)
+  for kind in chosen:
+    _check_kind(result, kind)
+  options = options or {}
+  for kind in options:
+    if kind not in chosen:
+      raise ConfigError(f"options given for kind {kind!r}, which is not drawn; kinds drawn: "
+                        f"{', '.join(chosen) or 'none'}")
+  return {kind: render(result, kind, out_dir, formats, stem=stem, dpi=dpi, columns=columns,
+                       **dict(options.get(kind, {})))
+          for kind in chosen}
