@@ -1,0 +1,122 @@
+"""The ``landscape`` command: argument parsing only; the work is in :mod:`landscape.pipeline`.
+
+Every user error is a :class:`landscape.LandscapeError`: printed as one line,
+without a traceback, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from landscape.errors import LandscapeError
+
+DEFAULT_OUT = "results/default"
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--config", help="YAML experiment config (default: the embedded default: "
+                 "digits, small CNN, cross-entropy)")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+
+
+def _surface_overrides(a: argparse.Namespace) -> list[str]:
+  """Typed surface flags as config overrides (they win over --set)."""
+  pairs = [("x", a.x), ("y", a.y), ("direction", a.direction), ("norm", a.norm),
+           ("ignore", a.ignore), ("bn_mode", a.bn_mode), ("batch_size", a.batch_size),
+           ("chunk_size", a.chunk_size), ("seed", a.seed)]
+  out = [f"surface.{k}={v}" for k, v in pairs if v is not None]
+  if a.split is not None:
+    out.append(f"surface.splits=[{a.split}]")
+  if a.targets:
+    out.append(f"surface.targets=[{','.join(repr(t) for t in a.targets)}]")
+  if a.one_d:
+    out.append("surface.y=null")
+  return out
+
+
+def _add_surface_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--x", help="x grid as min:max:num (the original tool's syntax), e.g. -1:1:51")
+  p.add_argument("--y", help="y grid as min:max:num; omit with --1d for a 1-D sweep")
+  p.add_argument("--1d", dest="one_d", action="store_true", help="sweep along x only")
+  p.add_argument("--direction", help="random | pca | target | eigen")
+  p.add_argument("--target", dest="targets", action="append",
+                 help="for --direction target: an epoch of the run or another run dir (repeat "
+                      "twice for the plane through three models)")
+  p.add_argument("--norm", help="filter | layer | weight | none")
+  p.add_argument("--ignore", help="biasbn (zero direction on 1-D leaves) or none")
+  p.add_argument("--bn-mode", dest="bn_mode", help="eval | states | recompute")
+  p.add_argument("--split", help="comma-separated splits to evaluate: train,test")
+  p.add_argument("--batch-size", dest="batch_size", type=int, help="data batch per step")
+  p.add_argument("--chunk-size", dest="chunk_size", type=int, help="grid points per call")
+  p.add_argument("--seed", type=int, help="direction seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(
+      prog="landscape",
+      description="Loss landscapes and Hessian spectra of JAX/Flax models "
+                  "(Li et al. 2018 filter-normalized surfaces; Lanczos spectra; HDF5 results).")
+  sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+  sub.required = True
+
+  p = sub.add_parser("run", help="train, sweep the surface, probe the Hessian and plot")
+  _add_config(p)
+  p.add_argument("--out", default=None, help=f"run directory (default: {DEFAULT_OUT} for the "
+                 "embedded config, results/NAME otherwise)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+
+  p = sub.add_parser("train", help="train a model as the config says")
+  _add_config(p)
+  p.add_argument("--out", default=None, help="run directory")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+
+  p = sub.add_parser("surface", help="sweep the loss surface of a trained run into HDF5")
+  p.add_argument("--run", required=True, help="run directory (from landscape train/run)")
+  _add_surface_flags(p)
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--out", help="result file (default: RUN/landscape.h5)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+
+  p = sub.add_parser("info", help="summarize a result file")
+  p.add_argument("file")
+  return ap
+
+
+def _default_out(cfg) -> str:
+  return DEFAULT_OUT if cfg.name == "default" else f"results/{cfg.name}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    return _dispatch(args)
+  except LandscapeError as e:
+    print(f"landscape: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("landscape: interrupted; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
+def _dispatch(a: argparse.Namespace) -> int:
+  from landscape import pipeline
+  if a.command in ("run", "train"):
+    cfg = pipeline.resolve(a.config, a.overrides)
+    out = a.out or _default_out(cfg)
+    if a.command == "run":
+      pipeline.run(cfg, out, overwrite=a.overwrite)
+    else:
+      pipeline.run_train(cfg, out, overwrite=a.overwrite)
+  elif a.command == "surface":
+    pipeline.run_surface(a.run, out=a.out, overrides=[*a.overrides, *_surface_overrides(a)],
+                         overwrite=a.overwrite)
+  elif a.command == "info":
+    print(pipeline.run_info(a.file))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

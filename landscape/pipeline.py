@@ -1,0 +1,383 @@
+"""Config consumers: train, sweep, probe, find critical points, plot — one run directory.
+
+Only this module reads a :class:`landscape.config.Config`; it turns config values
+into explicit keyword arguments for the modules below. A run directory holds
+
+  config.yaml     the resolved config
+  history.csv     epoch, train_loss, train_acc, test_loss, test_acc
+  ckpt/           flax msgpack checkpoints
+  trajectory.h5   parameters at every saved epoch
+  landscape.h5    surface, curvature, Hessian probes, critical points
+  figures/        plots
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from landscape import config as _config
+from landscape.errors import ConfigError, LandscapeError, unknown_name
+
+PyTree = Any
+DIRECTION_KINDS = ("random", "pca", "target", "eigen")
+# Sections of the config that determine a surface file's contents (its identity).
+SURFACE_SECTIONS = ("data", "model", "loss", "train", "surface")
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What a config resolves to: the dataset, the model, the loss and initial variables."""
+  cfg: _config.Config
+  dataset: Any
+  module: Any
+  loss: Callable
+  variables: dict
+
+
+def resolve(config_path: str | None = None, overrides: Sequence[str] = ()) -> _config.Config:
+  """The config of a run: the embedded default or a YAML file, then ``--set`` overrides."""
+  cfg = _config.load(config_path) if config_path else _config.Config()
+  return _config.apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def prepare(cfg: _config.Config) -> Experiment:
+  """Load the data, build the loss and the model, initialize; check task/loss agreement."""
+  from landscape import data as _data
+  from landscape import losses as _losses
+  from landscape import models as _models
+  d = cfg.data
+  ds = _data.load(d.name, seed=d.seed, standardize=d.standardize, n_train=d.n_train,
+                  n_test=d.n_test, path=d.path, **dict(d.kwargs))
+  loss = _losses.get(cfg.loss.name, **dict(cfg.loss.kwargs))
+  want = _losses.task(cfg.loss.name)
+  if want != ds.task:
+    good = [n for n in _losses.names() if _losses.task(n) == ds.task]
+    raise ConfigError(f"loss {cfg.loss.name!r} is for {want} tasks but dataset {d.name!r} is "
+                      f"{ds.task}; use one of: {', '.join(good)}")
+  module = _models.get(cfg.model.name, num_outputs=ds.num_outputs, **dict(cfg.model.kwargs))
+  variables = _models.init(module, jax.random.key(cfg.train.seed), ds.x_train[:2])
+  return Experiment(cfg, ds, module, loss, dict(variables))
+
+
+def _train_identity(cfg: _config.Config) -> dict:
+  d = _config.to_dict(cfg)
+  ident = {k: d[k] for k in ("data", "model", "loss", "train")}
+  ident["train"] = {k: v for k, v in ident["train"].items() if k != "epochs"}
+  return ident
+
+
+def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
+              log: Callable[[str], None] = print):
+  """Train as ``cfg`` says into ``out`` (resuming a run with the same config)."""
+  import shutil
+  from landscape import train as _train
+  out = Path(out)
+  saved_cfg = out / "config.yaml"
+  if saved_cfg.is_file() and not overwrite:
+    old = _config.load(saved_cfg)
+    if _train_identity(old) != _train_identity(cfg):
+      diff = _first_difference(_train_identity(old), _train_identity(cfg))
+      raise ConfigError(f"{out} holds a run with a different config ({diff}); pass "
+                        "--overwrite to replace it or --out to train elsewhere")
+  elif overwrite and out.exists():
+    for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
+      p = out / name
+      shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+  exp = prepare(cfg)
+  out.mkdir(parents=True, exist_ok=True)
+  _config.dump(cfg, saved_cfg)
+  t = cfg.train
+  steps = max(1, exp.dataset.x_train.shape[0] // t.batch_size)
+  sched = _train.make_schedule(t.schedule, lr=t.lr, epochs=t.epochs, steps_per_epoch=steps,
+                               step_epochs=t.step_epochs, step_gamma=t.step_gamma,
+                               warmup_epochs=t.warmup_epochs)
+  tx = _train.make_optimizer(t.optimizer, sched, momentum=t.momentum, nesterov=t.nesterov,
+                             b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
+  ds = exp.dataset
+  log(f"training {cfg.model.name} on {cfg.data.name} ({ds.x_train.shape[0]} samples) with "
+      f"{cfg.loss.name}, {t.optimizer} lr={t.lr}, {t.epochs} epochs -> {out}")
+  result = _train.train(exp.module, exp.variables, exp.loss, task=ds.task,
+                        x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
+                        y_test=ds.y_test, tx=tx, epochs=t.epochs, batch_size=t.batch_size,
+                        seed=t.seed, save_every=t.save_every, l2=cfg.loss.l2, l1=cfg.loss.l1,
+                        run_dir=out, log=log)
+  last = result.history[-1]
+  log(f"trained in {result.seconds:.1f} s: train loss {last['train_loss']:.4f} "
+      f"acc {last['train_acc']:.2f}%, test loss {last['test_loss']:.4f} acc {last['test_acc']:.2f}%")
+  return result
+
+
+def _first_difference(a, b, path="") -> str:
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in sorted(set(a) | set(b)):
+      if a.get(k) != b.get(k):
+        return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+  return f"{path}: {a!r} != {b!r}"
+
+
+def load_run(run_dir: str | Path, epoch: int | None = None) -> tuple[Experiment, dict]:
+  """The experiment of a trained run and its variables at ``epoch`` (default: the last)."""
+  from landscape import train as _train
+  run_dir = Path(run_dir)
+  if not (run_dir / "config.yaml").is_file():
+    raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train first: "
+                      f"landscape train --out {run_dir}")
+  cfg = _config.load(run_dir / "config.yaml")
+  exp = prepare(cfg)
+  variables = _train.load_variables(run_dir, exp.variables, epoch)
+  return exp, variables
+
+
+def _load_target(spec: str, run_dir: Path, exp: Experiment) -> dict:
+  """A model to interpolate to: an epoch of this run, another run directory, or a checkpoint."""
+  from landscape import train as _train
+  s = str(spec)
+  if s.isdigit():
+    return _train.load_variables(run_dir, exp.variables, int(s))
+  p = Path(s)
+  if p.is_dir():
+    return _train.load_variables(p, exp.variables)
+  raise ConfigError(f"target {s!r} is neither an epoch of {run_dir} (available: "
+                    f"{_train.list_checkpoints(run_dir)}) nor a run directory")
+
+
+def _lift(obj, d: PyTree) -> PyTree:
+  """A parameter-space direction as a direction of the perturbed pytree (BN 'states' mode)."""
+  if obj.bn_mode == "states":
+    return {"params": d, "batch_stats": jax.tree.map(jnp.zeros_like, obj.params["batch_stats"])}
+  return d
+
+
+def _model_part(obj, tree: PyTree) -> PyTree:
+  return tree["params"] if obj.bn_mode == "states" else tree
+
+
+def _make_directions(kind: str, s: _config.SurfaceConfig, obj, variables, exp, run_dir: Path,
+                     data, ndim: int, log) -> tuple[PyTree, list[PyTree], dict]:
+  """(centre, directions, extra groups to store) for a direction kind."""
+  from landscape import directions as _dirs
+  key = jax.random.key(s.seed)
+  centre = obj.params
+  extra_groups: dict = {}
+  if kind == "random":
+    if ndim == 2:
+      dirs = list(_dirs.random_plane(key, centre, norm=s.norm, ignore=s.ignore,
+                                     orthogonalize=s.orthogonalize))
+    else:
+      dirs = [_dirs.random(key, centre, norm=s.norm, ignore=s.ignore)]
+  elif kind == "pca":
+    from landscape import io as _io
+    traj_path = run_dir / "trajectory.h5"
+    epochs, traj = _io.read_trajectory(traj_path, _model_part(obj, centre))
+    comps, evr = _dirs.pca(traj, _model_part(obj, centre), n=ndim, ignore=s.ignore)
+    xc, yc = _dirs.project(traj, _model_part(obj, centre), comps) if ndim == 2 else (
+        _dirs.project(traj, _model_part(obj, centre), comps)[0], None)
+    dirs = [_lift(obj, c) for c in comps]
+    group = {"proj_xcoord": np.asarray(xc), "explained_variance_ratio": np.asarray(evr),
+             "epochs": np.asarray(epochs)}
+    if yc is not None:
+      group["proj_ycoord"] = np.asarray(yc)
+    extra_groups["trajectory"] = group
+    log(f"PCA of {len(traj)} trajectory points: explained variance "
+        f"{', '.join(f'{100 * v:.2f}%' for v in evr)}")
+  elif kind == "target":
+    targets = [_load_target(t, run_dir, exp) for t in s.targets]
+    if not targets:
+      raise ConfigError("direction 'target' needs surface.targets: one epoch/run to interpolate "
+                        "to the final model from, or two (2-D: the plane through three models)")
+    models = [_model_part(obj, _perturbed_of(obj, t)) for t in targets]
+    final = _model_part(obj, centre)
+    if ndim == 1:
+      if len(models) > 1:
+        raise ConfigError("a 1-D target sweep takes one target (interpolation from it to the "
+                          "final model); give two targets with --y for a plane")
+      centre = _perturbed_of(obj, targets[0])
+      dirs = [_lift(obj, _dirs.target(models[0], final))]
+    else:
+      if len(models) != 2:
+        raise ConfigError(f"a 2-D target plane needs two targets besides the final model, got "
+                          f"{len(models)}")
+      origin, dx, dy = _dirs.plane_through(models[0], models[1], final)
+      centre = _perturbed_of(obj, targets[0])
+      dirs = [_lift(obj, dx), _lift(obj, dy)]
+  elif kind == "eigen":
+    from landscape import hessian as _hessian
+    which = s.eigen
+    if which not in ("top2", "top_bottom"):
+      raise unknown_name("eigen direction choice", which, ("top2", "top_bottom"))
+    if which == "top2":
+      e = _hessian.eigenvalues(obj.loss_fn, centre, data, k=2, which="largest", key=key,
+                               batch_size=s.batch_size, return_vectors=True)
+      vecs = [jax.tree.map(lambda v, i=i: v[i], e.vectors) for i in range(2)]
+      values = np.asarray(e.values)
+    else:
+      hi, lo = _hessian.eigenvalues(obj.loss_fn, centre, data, k=1, which="both", key=key,
+                                    batch_size=s.batch_size, return_vectors=True)
+      vecs = [jax.tree.map(lambda v: v[0], hi.vectors), jax.tree.map(lambda v: v[0], lo.vectors)]
+      values = np.array([float(hi.values[0]), float(lo.values[0])])
+    log(f"Hessian eigenvector directions, eigenvalues {values}")
+    dirs = [_dirs.normalize(v, centre, norm=s.norm, ignore=s.ignore) for v in vecs[:ndim]]
+    extra_groups["eigen_directions"] = {"eigenvalues": values}
+  else:
+    raise unknown_name("direction", kind, DIRECTION_KINDS)
+  return centre, dirs, extra_groups
+
+
+def _perturbed_of(obj, variables) -> PyTree:
+  if obj.bn_mode == "states":
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  return variables["params"]
+
+
+def _build_objective(exp: Experiment, variables, bn_mode: str, bn_samples: int):
+  from landscape import objective as _objective
+  return _objective.build(exp.module, variables, exp.loss, task=exp.dataset.task,
+                          bn_mode=bn_mode, l2=exp.cfg.loss.l2, l1=exp.cfg.loss.l1,
+                          bn_data=exp.dataset.x_train, bn_samples=bn_samples)
+
+
+def _split_data(ds, splits: Sequence[str]) -> dict:
+  out = {}
+  for sp in splits:
+    if sp not in ("train", "test"):
+      raise unknown_name("split", sp, ("train", "test"))
+    out[sp] = ((jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)) if sp == "train"
+               else (jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)))
+  return out
+
+
+def _param_bytes(tree) -> int:
+  return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def _contiguous_runs(idx: np.ndarray):
+  """Split sorted flat indices into (start, stop) index ranges into ``idx``."""
+  breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+  bounds = [0, *breaks.tolist(), len(idx)]
+  return list(zip(bounds[:-1], bounds[1:]))
+
+
+def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
+                overrides: Sequence[str] = (), overwrite: bool = False,
+                log: Callable[[str], None] = print) -> Path:
+  """Sweep the loss surface of a trained run into an HDF5 file (resumable)."""
+  from landscape import io as _io
+  from landscape import surface as _surface
+  run_dir = Path(run_dir)
+  exp, variables = load_run(run_dir)
+  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
+  s = cfg.surface
+  xs = _config.grid(s.x, "--x")
+  ys = _config.grid(s.y, "--y") if s.y else None
+  ndim = 1 if ys is None else 2
+  if s.direction not in DIRECTION_KINDS:
+    raise unknown_name("direction", s.direction, DIRECTION_KINDS)
+  obj = _build_objective(exp, variables, s.bn_mode, s.bn_samples)
+  splits = _split_data(exp.dataset, s.splits)
+  out = Path(out) if out is not None else run_dir / "landscape.h5"
+  centre, dirs, groups = _make_directions(s.direction, s, obj, variables, exp, run_dir,
+                                          splits.get("train", next(iter(splits.values()))),
+                                          ndim, log)
+  if centre is not obj.params:
+    obj = dataclasses.replace(obj, params=centre)
+  cfg_dict = _config.to_dict(cfg)
+  attrs = {"config": json.dumps({k: cfg_dict[k] for k in SURFACE_SECTIONS}, sort_keys=True),
+           "run_config": json.dumps(cfg_dict, sort_keys=True), "seed": s.seed,
+           "direction_kind": s.direction, "norm": s.norm, "ignore": str(s.ignore),
+           "bn_mode": s.bn_mode, "run_dir": str(run_dir)}
+  fields = [f"{sp}_{n}" for sp in splits for n in ("loss", *obj.metrics)]
+  use_factorized = s.factorize and obj.factorizable
+  if use_factorized:
+    point_fn, fsplits = None, {}
+    for sp, d in splits.items():
+      point_fn, fsplits[sp] = obj.factorized(dirs, d, batch_size=s.batch_size)
+    splits = {k: jax.tree.map(jnp.asarray, v) for k, v in fsplits.items()}
+  else:
+    point_fn = obj.point_fn(dirs)
+  writer = None
+  if jax.process_index() == 0:
+    writer = _io.GridFile.open(out, xs=xs, ys=ys, fields=fields, attrs=attrs, directions=dirs,
+                               overwrite=overwrite)
+  try:
+    done = writer.done if writer is not None else None
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      shape = (len(xs),) if ys is None else (len(ys), len(xs))
+      done = np.asarray(multihost_utils.broadcast_one_to_all(
+          done if done is not None else np.zeros(shape, bool)))
+    for name, group in groups.items():
+      if writer is not None:
+        writer.write_group(name, group)
+    todo = int((~done).sum())
+    log(f"sweeping {todo} of {done.size} points ({'x'.join(map(str, done.shape[::-1]))} grid, "
+        f"{s.direction} directions, norm={s.norm}, bn_mode={s.bn_mode}, "
+        f"{'first-layer factorized' if use_factorized else 'generic'}) -> {out}")
+
+    def on_chunk(idx, vals):
+      if writer is None:
+        return
+      for a, b in _contiguous_runs(idx):
+        writer.write(int(idx[a]), {k: v[a:b] for k, v in vals.items()})
+
+    surf = _surface.sweep(point_fn, xs, ys, splits=splits, batch_size=s.batch_size,
+                          chunk_size=s.chunk_size, point_mode=s.point_mode, done=done,
+                          on_chunk=on_chunk, dtype=_surface._float_dtype(obj.params),
+                          point_bytes=_param_bytes(obj.params))
+  finally:
+    if writer is not None:
+      writer.close()
+  if surf.num_evaluated:
+    log(f"swept {surf.num_evaluated} points: compile {surf.compile_seconds:.2f} s, sweep "
+        f"{surf.sweep_seconds:.2f} s ({surf.points_per_second:.1f} points/s, "
+        f"{surf.point_mode} mode, chunk {surf.chunk_size})")
+  else:
+    log("nothing to do: every point of the grid is already computed")
+  return out
+
+
+def run_info(path: str | Path) -> str:
+  """A human-readable summary of a result file."""
+  from landscape import io as _io
+  r = _io.load(path)
+  lines = [f"{path}: {'original loss-landscape layout' if r.is_original_layout else 'landscape-hdf5'}"]
+  g = f"x: {r.xs[0]:g}:{r.xs[-1]:g}:{len(r.xs)}"
+  if r.ys is not None:
+    g += f"   y: {r.ys[0]:g}:{r.ys[-1]:g}:{len(r.ys)}"
+  lines.append(f"grid  {g}")
+  for k in ("direction_kind", "norm", "ignore", "bn_mode", "seed", "created",
+            "landscape_version", "jax_version"):
+    if k in r.attrs:
+      lines.append(f"{k:<18}{r.attrs[k]}")
+  for name, mask in r.done.items():
+    lines.append(f"{name:<18}{int(mask.sum())}/{mask.size} points computed")
+  for name, v in r.fields.items():
+    finite = v[np.isfinite(v)]
+    if finite.size:
+      lines.append(f"{name:<18}min {finite.min():.6g}  max {finite.max():.6g}  "
+                   f"({v.size - finite.size} not finite/not computed)")
+    else:
+      lines.append(f"{name:<18}no finite values yet")
+  for gname, group in r.groups.items():
+    lines.append(f"[{gname}] " + ", ".join(sorted(group)))
+  return "\n".join(lines)
+
+
+def run(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
+        log: Callable[[str], None] = print) -> dict[str, Path]:
+  """The main job: train, sweep the surface, probe the Hessian, plot."""
+  t0 = time.perf_counter()
+  out = Path(out)
+  run_train(cfg, out, overwrite=overwrite, log=log)
+  paths = {"run": out, "surface": run_surface(out, overwrite=overwrite, log=log)}
+  log(f"done in {time.perf_counter() - t0:.1f} s: run directory {out}, "
+      f"landscape {paths['surface']}")
+  return paths
