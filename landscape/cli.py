@@ -80,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", help="result file (default: RUN/landscape.h5)")
   p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
 
+  p = sub.add_parser("plot", help="draw figures from a result file")
+  p.add_argument("file")
+  p.add_argument("--kind", help="comma-separated kinds (default: every kind the file supports): "
+                 "loss1d, contour, contourf, heatmap, surface3d, trajectory, eig_ratio, eig_map, "
+                 "density, critical, loss_vs_index")
+  p.add_argument("--format", default="pdf,png", help="comma-separated: pdf, png, svg")
+  p.add_argument("--out", help="output directory (default: figures/ beside the file)")
+
+  p = sub.add_parser("export-vtk", help="write a ParaView .vts surface of a 2-D result")
+  p.add_argument("file")
+  p.add_argument("--field", default="train_loss")
+  p.add_argument("--interp", type=int, help="resample to an N x N grid (bilinear)")
+  p.add_argument("--log", action="store_true", help="height log(loss + 0.1), as the original")
+  p.add_argument("--zmax", type=float, help="clip the loss at this value")
+  p.add_argument("--out", help="output .vts path")
+
   p = sub.add_parser("info", help="summarize a result file")
   p.add_argument("file")
   return ap
@@ -101,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 130
 
 
+def _csv(text: str | None) -> list[str] | None:
+  return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
 def _dispatch(a: argparse.Namespace) -> int:
   from landscape import pipeline
   if a.command in ("run", "train"):
@@ -113,6 +133,11 @@ def _dispatch(a: argparse.Namespace) -> int:
   elif a.command == "surface":
     pipeline.run_surface(a.run, out=a.out, overrides=[*a.overrides, *_surface_overrides(a)],
                          overwrite=a.overwrite)
+  elif a.command == "plot":
+    pipeline.run_plot(a.file, kinds=_csv(a.kind), formats=_csv(a.format) or ("pdf",), out=a.out)
+  elif a.command == "export-vtk":
+    pipeline.run_export_vtk(a.file, out=a.out, field=a.field, interp=a.interp, log_scale=a.log,
+                            zmax=a.zmax)
   elif a.command == "info":
     print(pipeline.run_info(a.file))
   return 0

@@ -371,13 +371,62 @@ def run_info(path: str | Path) -> str:
   return "\n".join(lines)
 
 
+def run_plot(path: str | Path, *, kinds: Sequence[str] | None = None,
+             formats: Sequence[str] = ("pdf", "png"), out: str | Path | None = None,
+             log: Callable[[str], None] = print) -> dict[str, list[Path]]:
+  """Figures of a result file (every kind it supports by default) into ``out``.
+
+  The default output directory is ``figures/`` beside the file; figures there are
+  replaced, as they are derived from the file.
+  """
+  from landscape import io as _io
+  from landscape import plotting as _plotting
+  path = Path(path)
+  result = _io.load(path)
+  out = Path(out) if out is not None else path.parent / "figures"
+  written = _plotting.render_all(result, out, kinds=list(kinds) if kinds else None,
+                                 formats=tuple(formats))
+  n = sum(len(v) for v in written.values())
+  log(f"{n} figure files ({', '.join(written)}) -> {out}")
+  return written
+
+
+def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: str = "train_loss",
+                   interp: int | None = None, log_scale: bool = False,
+                   zmax: float | None = None, log: Callable[[str], None] = print) -> Path:
+  """A ParaView ``.vts`` StructuredGrid of one 2-D field of a result file."""
+  from landscape import io as _io
+  from landscape import vtk as _vtk
+  path = Path(path)
+  r = _io.load(path)
+  if r.ys is None:
+    raise ConfigError(f"{path} holds a 1-D sweep; export-vtk needs a 2-D surface")
+  if field not in r.fields:
+    raise ConfigError(f"{path} has no field {field!r}; fields: {', '.join(r.fields)}")
+  z = np.asarray(r.fields[field], dtype=np.float64)
+  mask_name = getattr(r, "field_done", {}).get(field, "done")
+  if mask_name in r.done:
+    z = np.where(r.done[mask_name], z, np.nan)
+  out = Path(out) if out is not None else path.with_name(
+      f"{path.stem}_{field}{'_log' if log_scale else ''}.vts")
+  _vtk.write_vts(out, r.xs, r.ys, z, interp=interp, log=log_scale, zmax=zmax, field_name=field)
+  log(f"wrote {out}")
+  return out
+
+
 def run(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
         log: Callable[[str], None] = print) -> dict[str, Path]:
   """The main job: train, sweep the surface, probe the Hessian, plot."""
   t0 = time.perf_counter()
   out = Path(out)
   run_train(cfg, out, overwrite=overwrite, log=log)
-  paths = {"run": out, "surface": run_surface(out, overwrite=overwrite, log=log)}
-  log(f"done in {time.perf_counter() - t0:.1f} s: run directory {out}, "
-      f"landscape {paths['surface']}")
+  paths: dict[str, Any] = {"run": out,
+                           "surface": run_surface(out, overwrite=overwrite, log=log)}
+  if cfg.plot.enabled:
+    paths["figures"] = out / "figures"
+    run_plot(paths["surface"], kinds=cfg.plot.kinds, formats=cfg.plot.formats,
+             out=paths["figures"], log=log)
+  log(f"done in {time.perf_counter() - t0:.1f} s:")
+  for name, p in paths.items():
+    log(f"  {name:<9}{p}")
   return paths
