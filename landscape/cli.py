@@ -7,6 +7,7 @@ without a traceback, with exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -22,16 +23,27 @@ def _add_config(p: argparse.ArgumentParser) -> None:
                  help="override a config value, e.g. --set train.epochs=5 (repeatable)")
 
 
+def _quoted(text: str) -> str:
+  """A string as a YAML scalar that parses back to itself.
+
+  Unquoted, YAML 1.1 reads ``-1:1:5`` as a base-60 integer (-3665) and ``1e3`` or
+  ``yes`` as non-strings; a JSON string is a valid double-quoted YAML scalar.
+  """
+  return json.dumps(str(text))
+
+
 def _surface_overrides(a: argparse.Namespace) -> list[str]:
   """Typed surface flags as config overrides (they win over --set)."""
-  pairs = [("x", a.x), ("y", a.y), ("direction", a.direction), ("norm", a.norm),
-           ("ignore", a.ignore), ("bn_mode", a.bn_mode), ("batch_size", a.batch_size),
-           ("chunk_size", a.chunk_size), ("seed", a.seed)]
-  out = [f"surface.{k}={v}" for k, v in pairs if v is not None]
+  strings = [("x", a.x), ("y", a.y), ("direction", a.direction), ("norm", a.norm),
+             ("ignore", a.ignore), ("bn_mode", a.bn_mode)]
+  ints = [("batch_size", a.batch_size), ("chunk_size", a.chunk_size), ("seed", a.seed)]
+  out = [f"surface.{k}={_quoted(v)}" for k, v in strings if v is not None]
+  out += [f"surface.{k}={v}" for k, v in ints if v is not None]
   if a.split is not None:
-    out.append(f"surface.splits=[{a.split}]")
+    splits = [sp.strip() for sp in a.split.split(",") if sp.strip()]
+    out.append(f"surface.splits=[{', '.join(_quoted(sp) for sp in splits)}]")
   if a.targets:
-    out.append(f"surface.targets=[{','.join(repr(t) for t in a.targets)}]")
+    out.append(f"surface.targets=[{', '.join(_quoted(t) for t in a.targets)}]")
   if a.one_d:
     out.append("surface.y=null")
   return out

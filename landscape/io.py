@@ -566,11 +566,21 @@ def _verify_directions(group: h5py.Group, path: str, directions: Sequence[PyTree
                               f"at leaf {leaf_path}; {_FIX}")
 
 
+def _same_attr(stored: Any, value: Any) -> bool:
+  if isinstance(stored, bytes):
+    stored = stored.decode()
+  try:
+    return bool(np.array_equal(np.asarray(stored), np.asarray(value)))
+  except (TypeError, ValueError):
+    return False
+
+
 def _extend(f: h5py.File, req: _Request) -> None:
   """Bring a verified existing file up to the request without touching stored values."""
   for key, value in req.attrs.items():
-    if key not in IDENTITY_ATTRS or key not in f.attrs:
-      f.attrs[key] = value
+    if key in f.attrs and (key in IDENTITY_ATTRS or _same_attr(f.attrs[key], value)):
+      continue  # rewriting an unchanged attribute would still grow the file
+    f.attrs[key] = value
   _ensure_grid(f, req)
   if req.directions is not None and _DIRECTIONS not in f:
     _write_directions(f, req.directions)

@@ -92,9 +92,8 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
     for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
       p = out / name
       shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+  # Everything that can reject the config runs before anything is written.
   exp = prepare(cfg)
-  out.mkdir(parents=True, exist_ok=True)
-  _config.dump(cfg, saved_cfg)
   t = cfg.train
   steps = max(1, exp.dataset.x_train.shape[0] // t.batch_size)
   sched = _train.make_schedule(t.schedule, lr=t.lr, epochs=t.epochs, steps_per_epoch=steps,
@@ -102,6 +101,8 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                                warmup_epochs=t.warmup_epochs)
   tx = _train.make_optimizer(t.optimizer, sched, momentum=t.momentum, nesterov=t.nesterov,
                              b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
+  out.mkdir(parents=True, exist_ok=True)
+  _config.dump(cfg, saved_cfg)
   ds = exp.dataset
   log(f"training {cfg.model.name} on {cfg.data.name} ({ds.x_train.shape[0]} samples) with "
       f"{cfg.loss.name}, {t.optimizer} lr={t.lr}, {t.epochs} epochs -> {out}")
