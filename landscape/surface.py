@@ -13,9 +13,9 @@ Two ways to map over the points of a chunk, chosen per model (DESIGN §6):
   so models with convolutions use this mode. ``"auto"`` looks for a convolution in
   the traced loss.
 
-All local devices are used: points are split over a one-axis device mesh with
-``shard_map``. Several processes (``jax.distributed``) take chunks in turn and
-gather each round's results so that process 0 alone writes.
+All local devices are used: points are split over a one-axis device mesh (axis
+:data:`POINT_AXIS`) with ``shard_map``. Several processes (``jax.distributed``) take
+chunks in turn and gather each round's results so that process 0 alone writes.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
 from landscape._batching import batched_mean, check_batch_size, num_samples
@@ -40,6 +41,8 @@ PyTree = Any
 PointFn = Callable[[jax.Array, PyTree], Mapping[str, jax.Array]]
 
 POINT_MODES = ("auto", "vmap", "map")
+# The device-mesh axis the grid points are split over (several local devices only).
+POINT_AXIS = "points"
 
 
 @dataclasses.dataclass
@@ -184,12 +187,29 @@ def _check_structure(params, directions) -> None:
   ref = jax.tree.structure(params)
   for k, d in enumerate(directions):
     if jax.tree.structure(d) != ref:
-      raise ConfigError(f"direction {k} does not have the structure of params; build it with "
+      raise ConfigError(f"direction {k} does not have the structure of params "
+                        f"({_structure_difference(d, params)}); build it with "
                         "landscape.directions from the same params")
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(d)):
       if jnp.shape(a) != jnp.shape(b):
         raise ConfigError(f"direction {k} leaf {jax.tree_util.keystr(path)} has shape "
                           f"{jnp.shape(b)}, params have {jnp.shape(a)}")
+
+
+def _structure_difference(tree, ref, limit: int = 5) -> str:
+  """A short description of how the leaf paths of ``tree`` differ from those of ``ref``."""
+  def paths(t):
+    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(t)]
+  got, want = paths(tree), paths(ref)
+  got_set, want_set = set(got), set(want)
+  missing = [p for p in want if p not in got_set]
+  extra = [p for p in got if p not in want_set]
+  parts = [f"{what} leaves {', '.join(ps[:limit])}{', ...' if len(ps) > limit else ''}"
+           for what, ps in (("missing", missing), ("unexpected", extra)) if ps]
+  if parts:
+    return "; ".join(parts)
+  text = f"got {jax.tree.structure(tree)}, want {jax.tree.structure(ref)}"
+  return text if len(text) <= 200 else text[:197] + "..."
 
 
 def has_convolution(fn: Callable, *args) -> bool:
@@ -200,8 +220,7 @@ def has_convolution(fn: Callable, *args) -> bool:
     for eqn in jp.eqns:
       if eqn.primitive.name == "conv_general_dilated":
         return True
-      for sub in jax.core.jaxprs_in_params(eqn.params) if hasattr(jax.core, "jaxprs_in_params") \
-          else _sub_jaxprs(eqn.params):
+      for sub in _sub_jaxprs(eqn.params):
         if walk(sub):
           return True
     return False
@@ -210,6 +229,10 @@ def has_convolution(fn: Callable, *args) -> bool:
 
 
 def _sub_jaxprs(params):
+  """The jaxprs nested in an equation's parameters (jit, scan, cond, custom_vjp, ...)."""
+  if hasattr(jax_extend_core, "jaxprs_in_params"):
+    yield from jax_extend_core.jaxprs_in_params(params)
+    return
   for v in params.values():
     vals = v if isinstance(v, (list, tuple)) else (v,)
     for x in vals:
@@ -251,20 +274,25 @@ def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: i
   return per_dev * num_devices
 
 
-def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[str] | None):
+def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[str] | None,
+              reduce: bool = True):
   """``(coords (C, D), data) -> dict of (C,)`` evaluating every point on all of ``data``.
 
   With ``split_names``, ``data`` is a tuple of datasets and the names of the
-  results are prefixed ``"{split}_"``.
+  results are prefixed ``"{split}_"``. With ``reduce=False`` the point function
+  receives the whole dataset and does its own batching (e.g. a Lanczos run on the
+  dataset-mean Hessian, which is not a mean of per-batch values).
   """
+  def mean(f, data_):
+    return batched_mean(f, data_, batch_size) if reduce else f(data_)
+
   if mode == "vmap":
     def one(coords, data_):
       vfn = jax.vmap(point_fn, in_axes=(0, None))
-      return batched_mean(lambda b: vfn(coords, b), data_, batch_size)
+      return mean(lambda b: vfn(coords, b), data_)
   else:
     def one(coords, data_):
-      return jax.lax.map(lambda c: batched_mean(lambda b: point_fn(c, b), data_, batch_size),
-                         coords)
+      return jax.lax.map(lambda c: mean(lambda b: point_fn(c, b), data_), coords)
   if split_names is None:
     return one
 
@@ -280,7 +308,7 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
           splits: Mapping[str, PyTree] | None = None, batch_size: int | None = None, chunk_size: int | None = None,
           point_mode: str = "auto", done: np.ndarray | None = None,
           on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None] | None = None,
-          dtype=None, point_bytes: int | None = None) -> Surface:
+          dtype=None, point_bytes: int | None = None, reduce: bool = True) -> Surface:
   """Evaluate ``point_fn(coeffs, batch) -> {name: mean over batch}`` on every grid point.
 
   The generic engine under :func:`evaluate` (and the curvature maps): each value is
@@ -297,6 +325,9 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   xs, ys = _check_grid(xs, ys, None)
   if point_mode not in POINT_MODES:
     raise ConfigError(f"unknown point_mode {point_mode!r}; valid: {', '.join(POINT_MODES)}")
+  if chunk_size is not None and (isinstance(chunk_size, bool)
+                                 or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
+    raise ConfigError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
   split_names = None
   if splits is not None:
     if data is not None:
@@ -315,7 +346,8 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
     done = np.zeros(shape, bool)
   done = np.asarray(done, bool)
   if done.shape != shape:
-    raise ConfigError(f"done mask has shape {done.shape}, the grid is {shape}")
+    raise ConfigError(f"done mask has shape {done.shape}, the grid's shape is {shape}; pass a "
+                      "bool array of that shape, or None")
   todo = np.flatnonzero(~done.ravel())
 
   probe_coords = jnp.zeros((coords_all.shape[1],), dtype)
@@ -336,15 +368,13 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   nproc = jax.process_count()
   if chunk_size is None:
     chunk_size = auto_chunk_size(point_bytes, mode, max(1, math.ceil(len(todo) / nproc)), ndev)
-  if chunk_size < 1:
-    raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
   chunk_size = int(math.ceil(chunk_size / ndev) * ndev)
 
-  fn = _chunk_fn(point_fn, batch_size, mode, split_names)
+  fn = _chunk_fn(point_fn, batch_size, mode, split_names, reduce)
   if ndev > 1:
-    mesh = Mesh(np.array(devices), ("points",))
-    fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec("points"), PartitionSpec()),
-                       out_specs=PartitionSpec("points"), check_vma=False)
+    mesh = Mesh(np.array(devices), (POINT_AXIS,))
+    fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(POINT_AXIS), PartitionSpec()),
+                       out_specs=PartitionSpec(POINT_AXIS), check_vma=False)
   compiled_fn = jax.jit(fn)
 
   chunks = [todo[s:s + chunk_size] for s in range(0, len(todo), chunk_size)]
