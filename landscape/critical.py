@@ -1,0 +1,981 @@
+"""Critical points of a dataset-mean loss: search, Morse index and grid critical points.
+
+A critical point of ``L(θ) = (1/N) Σ_i ℓ(θ; z_i)`` is a θ with ``∇L(θ) = 0``. Its
+*Morse index* is the number of negative eigenvalues of the Hessian ``H = ∇²L(θ)``;
+following Dauphin et al. (2014) and Frye et al. (2019, 2021) we report the *index
+fraction* ``num_negative / num_params`` in ``[0, 1]``.
+
+Two searches that converge to saddles as well as minima, because both minimize the
+squared gradient norm ``‖∇L‖²`` rather than ``L``:
+
+- ``newton_mr``: Newton-MR, each step a MINRES-QLP least-squares solve of
+  ``H p = −g`` on Hessian-vector products followed by an Armijo line search on ‖g‖²;
+- ``gnm``: gradient-norm minimization, an optax optimizer on ``½‖∇L‖²`` whose
+  gradient ``H ∇L`` costs one HVP.
+
+Each runs as one compiled ``lax.while_loop`` (compiled once per loss function and
+method, reused by :func:`scan`). The module knows nothing of models or datasets:
+it takes ``loss_fn(params, batch) -> scalar`` and a params pytree, with the
+full-dataset semantics of DESIGN §3 (every loss, gradient and HVP is the mean over
+all samples of ``data``, batched by ``batch_size``).
+
+:func:`grid_critical_points` locates the discrete critical points of a stored 2-D
+surface with NumPy alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Float
+
+from landscape._batching import batched_mean, check_batch_size
+from landscape.errors import ConfigError, DataError, ProbeError, unknown_name
+from landscape.hessian import hvp_fn
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+MatVec = Callable[[PyTree], PyTree]
+
+__all__ = [
+    "CriticalPoint", "GridCriticalPoints", "INDEX_METHODS", "KINDS", "METHODS", "MinresInfo",
+    "find", "grid_critical_points", "minres_qlp", "perturbations", "scan",
+]
+
+METHODS = ("newton_mr", "gnm")
+INDEX_METHODS = ("auto", "eigh", "slq")
+KINDS = ("minimum", "saddle", "maximum", "not_converged")
+
+# Method options and their defaults (``find(..., **method_options)``).
+_NEWTON_MR_OPTIONS = {
+    "inner_rtol": 1e-4,       # MINRES-QLP relative tolerance (inexact Newton)
+    "inner_maxiter": None,    # MINRES-QLP iterations per step; None: min(num_params, 100)
+    "ls_rho": 1e-4,           # Armijo constant of the line search on ‖g‖²
+    "ls_beta": 0.5,           # step-length reduction factor
+    "ls_max_steps": 40,       # backtracking steps before a step counts as failed
+}
+_GNM_OPTIONS = {
+    "optimizer": None,        # optax transformation; None: backtracking gradient descent
+    "max_learning_rate": 1.0,  # initial / largest step of the default optimizer
+    "ls_max_steps": 40,       # backtracking steps of the default optimizer
+}
+
+
+# ----------------------------------------------------------------------- MINRES-QLP
+
+class MinresInfo(NamedTuple):
+  """Diagnostics of :func:`minres_qlp` (all 0-d arrays).
+
+  Attributes:
+    iterations: Lanczos iterations (matrix-vector products) done.
+    flag: why it stopped; 0: b = 0; 1: ``‖r‖ <= rtol ‖b‖``; 2: ``‖A r‖ <= rtol
+      ‖A‖ ‖r‖`` (least-squares solution of an inconsistent system); 3: Krylov space
+      exhausted: ``β_{k+1} <= ε^{3/4} ‖A‖``, ``|μ̄_k| <= √ε ‖A‖`` (a null vector
+      entered the Krylov space: the minimum-length least-squares solution) or
+      ``k = n`` (the dimension of ``b``); 4: ``maxiter`` reached.
+    residual_norm: recurred estimate of ``‖b − (A − σI) x_k‖``.
+    ls_residual_norm: recurred estimate of ``‖(A − σI) r_{k−1}‖``.
+    a_norm: estimate of ``‖A − σI‖₂`` (max column norm of the Lanczos T).
+    a_cond: estimate of the condition number (ratio of extreme QLP pivots).
+  """
+  iterations: jax.Array
+  flag: jax.Array
+  residual_norm: jax.Array
+  ls_residual_norm: jax.Array
+  a_norm: jax.Array
+  a_cond: jax.Array
+
+
+class _QLPState(NamedTuple):
+  k: jax.Array             # iterations done
+  flag: jax.Array          # -1 while running, else MinresInfo.flag
+  v_prev: PyTree           # Lanczos v_{k-1}
+  v: PyTree                # Lanczos v_k
+  beta: jax.Array          # β_k (β_1 = ‖b‖)
+  c1: jax.Array            # left Givens c_{k-1}, s_{k-1}
+  s1: jax.Array
+  c2: jax.Array            # left Givens c_{k-2}, s_{k-2}
+  s2: jax.Array
+  zetabar: jax.Array       # ζ̄_k (= ±‖r_{k-1}‖)
+  mubis2: jax.Array        # μ̈_{k-2}  (LQ pivots, Choi-Paige-Saunders notation)
+  psibar2: jax.Array       # ψ̄_{k-2}
+  mubar1: jax.Array        # μ̄_{k-1}
+  xi1: jax.Array           # ξ_{k-1}: ζ_{k-1} − ρ_{k-3} τ_{k-3}
+  num2: jax.Array          # numerator of τ_{k-2}: ξ_{k-2} − ψ_{k-3} τ_{k-3}
+  w1: PyTree               # W_k = V_k P_kᵀ, last two columns
+  w: PyTree
+  x: PyTree                # Σ τ_j w_j over the finished columns j <= k-2
+  tau1: jax.Array          # provisional τ_{k-1}, τ_k and pivot μ̄_k
+  tau: jax.Array
+  mubar: jax.Array
+  anorm: jax.Array
+  mu_max: jax.Array
+  mu_min: jax.Array
+  rnorm: jax.Array
+  arnorm: jax.Array
+
+
+def _sym_givens(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Stable symmetric reflection: ``[c s; s −c] [a; b] = [r; 0]``, ``r >= 0``."""
+  abs_a, abs_b = jnp.abs(a), jnp.abs(b)
+  one = jnp.ones_like(a)
+  sign_a = jnp.where(a < 0, -one, one)
+  sign_b = jnp.where(b < 0, -one, one)
+  b_big = abs_b > abs_a
+  t = jnp.where(b_big, a / jnp.where(b == 0, one, b), b / jnp.where(a == 0, one, a))
+  root = jnp.sqrt(1 + t * t)
+  c = jnp.where(b_big, sign_b * t / root, sign_a / root)
+  s = jnp.where(b_big, sign_b / root, sign_a * t / root)
+  r = jnp.where(b_big, abs_b, abs_a) * root
+  c = jnp.where(b == 0, sign_a, jnp.where(a == 0, 0 * one, c))
+  s = jnp.where(b == 0, 0 * one, jnp.where(a == 0, sign_b, s))
+  r = jnp.where(b == 0, abs_a, jnp.where(a == 0, abs_b, r))
+  return c, s, r
+
+
+def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+  nonzero = den != 0
+  return jnp.where(nonzero, num / jnp.where(nonzero, den, 1), 0)
+
+
+def _lin(a: jax.Array, x: PyTree, b: jax.Array, y: PyTree) -> PyTree:
+  """``a x + b y`` on pytrees, cast back to the dtypes of ``x``."""
+  return optax.tree.cast_like(optax.tree.add(optax.tree.scale(a, x), optax.tree.scale(b, y)), x)
+
+
+def minres_qlp(matvec: MatVec, b: PyTree, *, rtol: float, maxiter: int | jax.Array,
+               shift: float = 0.0) -> tuple[PyTree, MinresInfo]:
+  """MINRES-QLP: minimum-length least-squares solution of a symmetric system on pytrees.
+
+  Solves ``min ‖x‖ subject to x ∈ argmin ‖(A − σI) x − b‖`` for a symmetric
+  (possibly indefinite, singular or inconsistent) operator ``A`` given as
+  ``matvec``. Lanczos builds ``(A − σI) V_k = V_{k+1} T_{k+1,k}``; a left QR
+  ``Q_k T_{k+1,k} = [R_k; 0]`` (as in MINRES) is followed by a right LQ
+  ``R_k P_k = L_k`` that reveals rank in the last pivot ``μ̄_k``; with
+  ``L_k t_k = z_k = (Q_k β₁e₁)_{1:k}`` the iterate is ``x_k = V_k P_kᵀ t_k``.
+  When the Krylov space contains a null vector of ``A − σI`` (an inconsistent
+  singular system), ``μ̄_k → 0`` and the last component ``τ_k`` is dropped, which
+  gives the pseudoinverse solution ``x = (A − σI)^† b`` that plain MINRES misses.
+  This implementation runs every iteration in QLP form (no MINRES phase), in one
+  ``lax.while_loop``; ``τ_k`` is dropped when ``|μ̄_k| <= √ε ‖A‖`` (numerical
+  rank, like ``pinv`` with ``rcond = √ε``). Before
+  the Krylov space is exhausted the iterates of an inconsistent system carry a
+  null-space component (they are least-squares solutions, not yet minimum-length
+  ones), and Lanczos runs without reorthogonalization, so on large
+  ill-conditioned inconsistent systems the pseudoinverse is reached only to
+  about ``cond · ε`` (exact on small well-separated spectra, see the tests).
+
+  Stops when ``‖r_k‖ <= rtol ‖b‖``, when ``‖A r_{k−1}‖ <= rtol ‖A‖ ‖r_{k−1}‖``
+  (a least-squares solution), when the Krylov space is exhausted
+  (``β_{k+1} <= ε^{3/4} ‖A‖``; or ``|μ̄_k| <= √ε ‖A‖``, which in exact
+  arithmetic happens only when a null vector has entered the Krylov space; or
+  ``k = n``, the dimension of ``b``: in floating point Lanczos loses orthogonality
+  and β need not vanish, and iterating past exhaustion only adds rounding noise)
+  or after ``maxiter`` iterations; ``x_0 = 0``.
+
+  Args:
+    matvec: ``v -> A v``, symmetric, on pytrees like ``b`` (traceable).
+    b: right-hand side pytree (floating leaves).
+    rtol: relative tolerance of both stopping tests (e.g. ``1e-8``).
+    maxiter: maximum number of iterations (matrix-vector products).
+    shift: σ; solves with ``A − σI``.
+
+  Returns:
+    ``(x, info)``: ``x`` a pytree like ``b``; ``info`` a :class:`MinresInfo`.
+
+  Example:
+    >>> a = jnp.diag(jnp.array([2., -1., 0.]))
+    >>> x, info = minres_qlp(lambda v: a @ v, jnp.ones(3), rtol=1e-10, maxiter=10)
+    >>> # x == [0.5, -1., 0.]: the minimum-length least-squares solution
+
+  References:
+    Choi, Paige & Saunders, "MINRES-QLP: A Krylov subspace method for indefinite or
+    singular symmetric systems", SIAM J. Sci. Comput. 2011.
+    Choi & Saunders, "Algorithm 937: MINRES-QLP for symmetric and Hermitian linear
+    equations and least-squares problems", ACM Trans. Math. Softw. 2014.
+  """
+  leaves = jax.tree.leaves(b)
+  dtype = jnp.result_type(*leaves)
+  eps = float(jnp.finfo(dtype).eps)
+  tiny = eps ** 0.75           # breakdown tolerance β_{k+1} / ‖A‖
+  rank_tol = eps ** 0.5        # numerical-rank tolerance μ̄_k / ‖A‖
+  scalar = functools.partial(jnp.asarray, dtype=dtype)
+  beta1 = scalar(optax.tree.norm(b))
+  zeros = optax.tree.zeros_like(b)
+  dim = sum(int(np.size(leaf)) for leaf in leaves)
+  z = scalar(0.0)
+  maxiter = jnp.asarray(maxiter)
+  flag0 = jnp.where(beta1 == 0, 0, jnp.where(maxiter <= 0, 4, -1))
+  state = _QLPState(
+      k=jnp.asarray(0), flag=flag0, v_prev=zeros,
+      v=optax.tree.cast_like(optax.tree.scale(_safe_div(scalar(1.0), beta1), b), b),
+      beta=beta1, c1=scalar(-1.0), s1=z, c2=z, s2=z, zetabar=beta1, mubis2=z,
+      psibar2=z, mubar1=z, xi1=z, num2=z, w1=zeros, w=zeros, x=zeros, tau1=z, tau=z,
+      mubar=z, anorm=z, mu_max=z, mu_min=scalar(jnp.inf), rnorm=beta1, arnorm=z)
+
+  def body(s: _QLPState) -> _QLPState:
+    k = s.k + 1
+    first, second = k == 1, k <= 2
+    # Lanczos: β_{k+1} v_{k+1} = (A − σI) v_k − α_k v_k − β_k v_{k−1}.
+    p = optax.tree.cast_like(matvec(s.v), b)
+    p = _lin(scalar(1.0), p, -scalar(shift), s.v)
+    p = _lin(scalar(1.0), p, -s.beta, s.v_prev)
+    alpha = scalar(optax.tree.vdot(s.v, p))
+    p = _lin(scalar(1.0), p, -alpha, s.v)
+    beta_n = scalar(optax.tree.norm(p))
+    v_next = optax.tree.cast_like(optax.tree.scale(_safe_div(scalar(1.0), beta_n), p), b)
+    # Left reflections Q: previous two, then the new one annihilating β_{k+1}.
+    eps2 = s.s2 * s.beta                  # ε_{k−2}
+    gbar1 = -s.c2 * s.beta                # γ̄_{k−1}
+    gamma1 = s.c1 * gbar1 + s.s1 * alpha  # γ_{k−1}
+    lbar = s.s1 * gbar1 - s.c1 * alpha    # λ̄_k
+    c, sn, lam = _sym_givens(lbar, beta_n)
+    zeta = c * s.zetabar
+    zetabar_n = sn * s.zetabar
+    # Right reflections P: columns (k−2, k), then (k−1, k).
+    cp, sp, mu2 = _sym_givens(s.mubis2, eps2)
+    cp, sp = jnp.where(second, -1, cp).astype(dtype), jnp.where(second, 0, sp).astype(dtype)
+    psi2 = cp * s.psibar2 + sp * gamma1   # ψ_{k−2}
+    theta = sp * s.psibar2 - cp * gamma1
+    rho2 = sp * lam                       # ρ_{k−2}
+    eta = -cp * lam
+    cd, sd, mubis1 = _sym_givens(s.mubar1, theta)
+    cd, sd = jnp.where(first, -1, cd).astype(dtype), jnp.where(first, 0, sd).astype(dtype)
+    mubis1 = jnp.where(first, 0, mubis1).astype(dtype)
+    psibar1 = sd * eta                    # ψ̄_{k−1}
+    mubar = -cd * eta                     # μ̄_k
+    # Forward substitution L_k t_k = z_k (rows k−2, k−1, k change).
+    tau2 = jnp.where(second, 0, _safe_div(s.num2, mu2)).astype(dtype)
+    num1 = s.xi1 - psi2 * tau2
+    tau1 = jnp.where(first, 0, _safe_div(num1, mubis1)).astype(dtype)
+    xi = zeta - rho2 * tau2
+    tau = _safe_div(xi - psibar1 * tau1, mubar)
+    # Columns of W_k = V_k P_kᵀ; column k−2 is final and enters x.
+    w2 = _lin(cp, s.w1, sp, s.v)
+    aux = _lin(sp, s.w1, -cp, s.v)
+    w1_n = _lin(cd, s.w, sd, aux)
+    w_n = _lin(sd, s.w, -cd, aux)
+    x = _lin(scalar(1.0), s.x, tau2, w2)
+    # Norm estimates and stopping tests.
+    col = jnp.sqrt(jnp.where(first, 0, s.beta) ** 2 + alpha ** 2 + beta_n ** 2)
+    anorm = jnp.maximum(s.anorm, col)
+    pivots = jnp.stack([jnp.where(second, jnp.abs(mubar), mu2),
+                        jnp.where(first, jnp.abs(mubar), mubis1), jnp.abs(mubar)])
+    mu_max = jnp.maximum(s.mu_max, jnp.max(pivots))
+    mu_min = jnp.minimum(s.mu_min, jnp.min(pivots))
+    rnorm = jnp.abs(zetabar_n)
+    rnorm_prev = jnp.abs(s.zetabar)
+    arnorm = rnorm_prev * jnp.sqrt(lbar ** 2 + (s.c1 * beta_n) ** 2)
+    solved = rnorm <= rtol * beta1
+    lsq = arnorm <= rtol * anorm * rnorm_prev
+    # Krylov space exhausted: β_{k+1} ≈ 0, or a (near) null vector of A − σI entered
+    # it (μ̄_k ≈ 0: then A p(A) b ≈ 0 for a polynomial p of degree < k), or k = n.
+    exhausted = (beta_n <= tiny * anorm) | (jnp.abs(mubar) <= rank_tol * anorm) | (k >= dim)
+    flag = jnp.select([solved, lsq, exhausted, k >= maxiter], [1, 2, 3, 4], -1)
+    return _QLPState(
+        k=k, flag=flag, v_prev=s.v, v=v_next, beta=beta_n, c1=c, s1=sn, c2=s.c1, s2=s.s1,
+        zetabar=zetabar_n, mubis2=mubis1, psibar2=psibar1, mubar1=mubar, xi1=xi, num2=num1,
+        w1=w1_n, w=w_n, x=x, tau1=tau1, tau=tau, mubar=mubar, anorm=anorm, mu_max=mu_max,
+        mu_min=mu_min, rnorm=rnorm, arnorm=arnorm)
+
+  s = jax.lax.while_loop(lambda s: s.flag < 0, body, state)
+  drop = jnp.abs(s.mubar) <= rank_tol * s.anorm
+  tau = jnp.where(drop, 0, s.tau).astype(dtype)
+  x = _lin(scalar(1.0), s.x, s.tau1, s.w1)
+  x = _lin(scalar(1.0), x, tau, s.w)
+  info = MinresInfo(iterations=s.k, flag=s.flag, residual_norm=s.rnorm,
+                    ls_residual_norm=s.arnorm, a_norm=s.anorm,
+                    a_cond=s.mu_max / s.mu_min)
+  return x, info
+
+
+# ------------------------------------------------------------------------- find
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CriticalPoint:
+  """A point returned by :func:`find`, with its Morse index.
+
+  Attributes:
+    params: the parameter pytree θ* where the search stopped.
+    loss: ``L(θ*)``, the full-dataset mean loss.
+    grad_norm: ``‖∇L(θ*)‖₂``.
+    index: fraction of negative Hessian eigenvalues, ``num_negative / num_params``
+      in ``[0, 1]`` (Dauphin et al. 2014; Frye et al. 2019); eigenvalues with
+      ``|λ| <= eig_tol`` count as zero. With SLQ it is the quadrature estimate of
+      the spectral mass below ``−eig_tol``.
+    kind: ``"minimum"`` (no eigenvalue below ``−eig_tol``), ``"maximum"`` (none
+      above ``+eig_tol``), ``"saddle"`` (both signs) or ``"not_converged"``
+      (``grad_norm > tol`` when the search stopped). A point whose Hessian is flat
+      within ``eig_tol`` in every direction reports ``"minimum"``.
+    steps: accepted outer steps of the search.
+    index_method: ``"eigh"`` (exact dense spectrum) or ``"slq"`` (stochastic Lanczos
+      quadrature); ``"none"`` (``index`` NaN) only for the unconverged points
+      :func:`scan` returns with ``keep_unconverged=True``.
+    num_negative: exact count of eigenvalues below ``−eig_tol`` (``eigh`` only).
+    eigenvalues: ``(num_params,)`` ascending Hessian spectrum (``eigh`` only).
+  """
+  params: PyTree
+  loss: float
+  grad_norm: float
+  index: float
+  kind: str
+  steps: int
+  index_method: str
+  num_negative: int | None = None
+  eigenvalues: np.ndarray | None = None
+
+  @property
+  def converged(self) -> bool:
+    """Whether the search reached ``grad_norm <= tol``."""
+    return self.kind != "not_converged"
+
+
+class _SolveState(NamedTuple):
+  params: PyTree
+  loss: jax.Array
+  grad: PyTree
+  gnorm: jax.Array
+  steps: jax.Array
+  stalled: jax.Array
+  opt_state: Any
+
+
+def _value_and_grad(loss_fn: LossFn, params: PyTree, data: PyTree,
+                    batch_size: int | None) -> tuple[jax.Array, PyTree]:
+  """Full-dataset mean loss and gradient, accumulated batch by batch."""
+  return batched_mean(lambda batch: jax.value_and_grad(loss_fn)(params, batch), data, batch_size)
+
+
+def _finite(*trees: PyTree) -> jax.Array:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for t in trees
+                              for leaf in jax.tree.leaves(t)]))
+
+
+def _newton_mr_body(vg: Callable, matvec_at: Callable, opts: dict,
+                    s: _SolveState) -> _SolveState:
+  """One Newton-MR step: MINRES-QLP direction, then Armijo backtracking on ‖g‖²."""
+  matvec = functools.partial(matvec_at, s.params)
+  neg_grad = optax.tree.cast_like(optax.tree.scale(-1.0, s.grad), s.grad)
+  p, _ = minres_qlp(matvec, neg_grad, rtol=opts["inner_rtol"], maxiter=opts["inner_maxiter"])
+  slope = optax.tree.vdot(matvec(p), s.grad)      # <p, H g> = ½ d/dα ‖g(θ + αp)‖²
+
+  def gradient_direction():                        # −H g: steepest descent on ½‖g‖²
+    hg = matvec(s.grad)
+    return optax.tree.scale(-1.0, hg), -optax.tree.vdot(hg, hg)
+
+  newton_ok = (slope < 0) & jnp.isfinite(slope) & _finite(p)
+  p, slope = jax.lax.cond(newton_ok, lambda: (p, slope), gradient_direction)
+  p = optax.tree.cast_like(p, s.params)
+  g2 = s.gnorm ** 2
+
+  def ls_body(ls):
+    alpha, i, _, _, _, _ = ls
+    trial = optax.tree.cast_like(optax.tree.add_scale(s.params, alpha, p), s.params)
+    loss, grad = vg(trial)
+    ok = ((optax.tree.norm(grad, squared=True) <= g2 + 2 * opts["ls_rho"] * alpha * slope)
+          & jnp.isfinite(loss) & _finite(grad))
+    return jnp.where(ok, alpha, alpha * opts["ls_beta"]), i + 1, ok, trial, loss, grad
+
+  init = (jnp.ones_like(s.gnorm), jnp.asarray(0), jnp.asarray(False), s.params, s.loss, s.grad)
+  _, _, ok, params, loss, grad = jax.lax.while_loop(
+      lambda ls: (~ls[2]) & (ls[1] < opts["ls_max_steps"]), ls_body, init)
+  ok = ok & (slope < 0)
+  keep = lambda new, old: optax.tree.where(ok, new, old)   # noqa: E731
+  return _SolveState(keep(params, s.params), keep(loss, s.loss), keep(grad, s.grad),
+                     keep(optax.tree.norm(grad), s.gnorm), s.steps + ok.astype(s.steps.dtype),
+                     ~ok, None)
+
+
+def _gnm_body(vg: Callable, matvec_at: Callable, optimizer: optax.GradientTransformationExtraArgs,
+              s: _SolveState) -> _SolveState:
+  """One gradient-norm-minimization step: the optimizer on ½‖∇L‖², gradient H ∇L."""
+  hg = matvec_at(s.params, s.grad)
+  half_g2 = lambda params: 0.5 * optax.tree.norm(vg(params)[1], squared=True)  # noqa: E731
+  updates, opt_state = optimizer.update(hg, s.opt_state, s.params, value=0.5 * s.gnorm ** 2,
+                                        grad=hg, value_fn=half_g2)
+  params = optax.tree.cast_like(optax.apply_updates(s.params, updates), s.params)
+  loss, grad = vg(params)
+  ok = jnp.isfinite(loss) & _finite(grad, params)
+  keep = lambda new, old: optax.tree.where(ok, new, old)   # noqa: E731
+  return _SolveState(keep(params, s.params), keep(loss, s.loss), keep(grad, s.grad),
+                     keep(optax.tree.norm(grad), s.gnorm), s.steps + ok.astype(s.steps.dtype),
+                     ~ok, keep(opt_state, s.opt_state))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "batch_size", "optimizer"))
+def _solve(params0, data, max_steps, tol, opts, *, loss_fn, method, batch_size, optimizer):
+  """The whole search as one ``lax.while_loop``: ``(θ, L, ‖g‖, steps, loss(θ₀))``."""
+  vg = functools.partial(_value_and_grad, loss_fn, data=data, batch_size=batch_size)
+  matvec_at = hvp_fn(loss_fn, data, batch_size=batch_size)
+  loss0, grad0 = vg(params0)
+  if method == "newton_mr":
+    body = functools.partial(_newton_mr_body, vg, matvec_at, opts)
+    opt_state = None
+  else:
+    body = functools.partial(_gnm_body, vg, matvec_at, optimizer)
+    opt_state = optimizer.init(params0)
+  gnorm0 = optax.tree.norm(grad0)
+  init = _SolveState(params0, loss0, grad0, gnorm0, jnp.asarray(0), ~jnp.isfinite(gnorm0),
+                     opt_state)
+  s = jax.lax.while_loop(
+      lambda s: (s.steps < max_steps) & (s.gnorm > tol) & ~s.stalled, body, init)
+  return s.params, s.loss, s.gnorm, s.steps, loss0
+
+
+@functools.lru_cache(maxsize=32)
+def _default_gnm_optimizer(max_learning_rate: float, ls_max_steps: int):
+  """Backtracking gradient descent (cached: the same object keeps one compile)."""
+  return optax.chain(
+      optax.sgd(learning_rate=1.0),
+      optax.scale_by_backtracking_linesearch(max_backtracking_steps=ls_max_steps,
+                                             max_learning_rate=max_learning_rate))
+
+
+@functools.lru_cache(maxsize=32)
+def _with_extra_args(optimizer):
+  return optax.with_extra_args_support(optimizer)
+
+
+# ------------------------------------------------------------------- index / kind
+
+def _dense_eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree,
+                       batch_size: int | None) -> np.ndarray:
+  """Exact ascending spectrum of the dataset-mean Hessian (small models only)."""
+  flat = ravel_pytree(params)[0]
+  n = int(flat.size)
+  return np.asarray(_dense_eigenvalues_impl(params, data, loss_fn=loss_fn, batch_size=batch_size,
+                                            chunk=min(n, 64)))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "chunk"))
+def _dense_eigenvalues_impl(params, data, *, loss_fn, batch_size, chunk):
+  flat, unravel = ravel_pytree(params)
+  matvec = hvp_fn(loss_fn, data, batch_size=batch_size)
+  column = lambda e: ravel_pytree(matvec(params, unravel(e)))[0]  # noqa: E731
+  hess = jax.lax.map(column, jnp.eye(flat.size, dtype=flat.dtype), batch_size=chunk)
+  return jnp.linalg.eigvalsh(0.5 * (hess + hess.T))
+
+
+def _default_eig_tol(scale: float, dtype: np.dtype) -> float:
+  """``max(1e-6, √ε) · max|λ|``: the flat-direction cut when ``eig_tol`` is None."""
+  return max(1e-6, math.sqrt(float(jnp.finfo(dtype).eps))) * scale
+
+
+def _kind(lowest: float, highest: float, eig_tol: float) -> str:
+  if lowest >= -eig_tol:
+    return "minimum"
+  if highest <= eig_tol:
+    return "maximum"
+  return "saddle"
+
+
+# -------------------------------------------------------------------- validation
+
+def _check_params(params: PyTree, name: str = "params0") -> PyTree:
+  # Strongly typed arrays: a weak-typed leaf (from a Python float) would compile anew.
+  params = jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(leaf)), params)
+  leaves = jax.tree.leaves(params)
+  if not leaves:
+    raise ConfigError(f"{name} has no arrays; pass a pytree of floating-point parameter arrays")
+  for leaf in leaves:
+    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+      raise ConfigError(f"{name} has a leaf of dtype {leaf.dtype}; pass floating-point "
+                        "parameters (e.g. jnp.asarray(w, jnp.float32))")
+  return params
+
+
+def _check_positive(name: str, value: Any, fix: str, *, upper: float | None = None) -> float:
+  ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+  ok = ok and math.isfinite(value) and value > 0 and (upper is None or value < upper)
+  if not ok:
+    bound = f" and < {upper}" if upper is not None else ""
+    raise ConfigError(f"{name} must be a finite number > 0{bound}, got {value!r}; {fix}")
+  return float(value)
+
+
+def _check_count(name: str, value: Any, low: int, fix: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}; {fix}")
+  return int(value)
+
+
+def _method_options(method: str, options: dict, num_params: int) -> tuple[dict, Any]:
+  """Validated options of ``method`` as (dynamic scalars, static optimizer)."""
+  defaults = _NEWTON_MR_OPTIONS if method == "newton_mr" else _GNM_OPTIONS
+  for name in options:
+    if name not in defaults:
+      raise ConfigError(f"unknown option {name!r} for method {method!r}; valid options: "
+                        f"{', '.join(sorted(defaults))}")
+  o = {**defaults, **options}
+  steps = _check_count("ls_max_steps", o["ls_max_steps"], 1, "pass e.g. ls_max_steps=40")
+  if method == "newton_mr":
+    maxiter = (min(num_params, 100) if o["inner_maxiter"] is None else _check_count(
+        "inner_maxiter", o["inner_maxiter"], 1, "pass e.g. inner_maxiter=100 or None"))
+    opts = {"inner_rtol": _check_positive("inner_rtol", o["inner_rtol"],
+                                          "pass e.g. inner_rtol=1e-4", upper=1.0),
+            "inner_maxiter": maxiter,
+            "ls_rho": _check_positive("ls_rho", o["ls_rho"], "pass e.g. ls_rho=1e-4", upper=0.5),
+            "ls_beta": _check_positive("ls_beta", o["ls_beta"], "pass e.g. ls_beta=0.5",
+                                       upper=1.0),
+            "ls_max_steps": steps}
+    return opts, None
+  optimizer = o["optimizer"]
+  if optimizer is None:
+    lr = _check_positive("max_learning_rate", o["max_learning_rate"],
+                         "pass e.g. max_learning_rate=1.0")
+    return {}, _default_gnm_optimizer(lr, steps)
+  if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+    raise ConfigError(f"optimizer must be an optax GradientTransformation, got {optimizer!r}; "
+                      "pass e.g. optimizer=optax.adam(1e-2)")
+  if not isinstance(optimizer, optax.GradientTransformationExtraArgs):
+    optimizer = _with_extra_args(optimizer)
+  return {}, optimizer
+
+
+def _check_loss_output(loss_fn: LossFn, params: PyTree, data: PyTree,
+                       batch_size: int | None) -> None:
+  out = jax.eval_shape(lambda p, d: batched_mean(lambda b: loss_fn(p, b), d, batch_size),
+                       params, data)
+  if out.shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
+    raise ConfigError(f"loss_fn must return a floating scalar (the mean loss over the batch), "
+                      f"got shape {out.shape} dtype {out.dtype}; reduce it with .mean()")
+
+
+# -------------------------------------------------------------------------- API
+
+class _Search(NamedTuple):
+  """Everything :func:`find` resolves once; :func:`scan` reuses it for every start."""
+  loss_fn: LossFn
+  data: PyTree
+  method: str
+  max_steps: int
+  tol: float
+  batch_size: int | None
+  index_method: str
+  dense_threshold: int
+  eig_tol: float | None
+  slq_runs: int
+  slq_steps: int
+  opts: dict
+  optimizer: Any
+
+
+def _resolve(loss_fn, params0, data, *, method, max_steps, tol, batch_size, index_method,
+             dense_threshold, key, eig_tol, slq_runs, slq_steps, method_options) -> _Search:
+  if not callable(loss_fn):
+    raise ConfigError(f"loss_fn must be callable loss_fn(params, batch) -> scalar, "
+                      f"got {loss_fn!r}")
+  if method not in METHODS:
+    raise unknown_name("critical-point method", method, METHODS)
+  if index_method not in INDEX_METHODS:
+    raise unknown_name("index method", index_method, INDEX_METHODS)
+  max_steps = _check_count("max_steps", max_steps, 0, "pass e.g. max_steps=100")
+  tol = _check_positive("tol", tol, "pass e.g. tol=1e-6")
+  dense_threshold = _check_count("dense_threshold", dense_threshold, 0,
+                                 "pass e.g. dense_threshold=2000")
+  if eig_tol is not None and not (isinstance(eig_tol, (int, float)) and math.isfinite(eig_tol)
+                                  and eig_tol >= 0):
+    raise ConfigError(f"eig_tol must be a finite number >= 0 or None, got {eig_tol!r}; "
+                      "pass e.g. eig_tol=1e-8 or None for the relative default")
+  check_batch_size(batch_size)
+  num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params0))
+  if index_method == "auto":
+    index_method = "eigh" if num_params <= dense_threshold else "slq"
+  if index_method == "slq" and key is None:
+    raise ConfigError(f"the SLQ index ({num_params} parameters, dense_threshold="
+                      f"{dense_threshold}) needs a PRNG key; pass key=jax.random.key(0)")
+  opts, optimizer = _method_options(method, dict(method_options), num_params)
+  return _Search(loss_fn, data, method, max_steps, tol, batch_size, index_method,
+                 dense_threshold, eig_tol, slq_runs, slq_steps, opts, optimizer)
+
+
+def _run(search: _Search, params0: PyTree, key: jax.Array | None, *,
+         examine_unconverged: bool = True, name: str = "params0") -> CriticalPoint:
+  """Search from ``params0`` and classify the end point.
+
+  With ``examine_unconverged=False`` (``scan``) a start whose loss is not finite
+  or that does not converge comes back unexamined (``index_method="none"``).
+  """
+  s = search
+  _check_loss_output(s.loss_fn, params0, s.data, s.batch_size)
+  params, loss, gnorm, steps, loss0 = _solve(
+      params0, s.data, s.max_steps, s.tol, s.opts, loss_fn=s.loss_fn, method=s.method,
+      batch_size=s.batch_size, optimizer=s.optimizer)
+  loss0 = float(loss0)
+  if not math.isfinite(loss0):
+    if not examine_unconverged:
+      return CriticalPoint(params, loss0, math.nan, math.nan, "not_converged", 0, "none")
+    raise ProbeError(f"the loss at {name} is {loss0} (not finite); start from finite "
+                     "parameters where loss_fn is defined (check the data and the loss)")
+  loss, gnorm, steps = float(loss), float(gnorm), int(steps)
+  converged = gnorm <= s.tol
+  if not (converged or examine_unconverged):
+    return CriticalPoint(params, loss, gnorm, math.nan, "not_converged", steps, "none")
+  dtype = ravel_pytree(params)[0].dtype
+  num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+  if s.index_method == "eigh":
+    eigs = _dense_eigenvalues(s.loss_fn, params, s.data, s.batch_size)
+    scale = float(np.max(np.abs(eigs)))
+    tol_eig = _default_eig_tol(scale, dtype) if s.eig_tol is None else float(s.eig_tol)
+    num_negative = int(np.sum(eigs < -tol_eig))
+    kind = _kind(float(eigs[0]), float(eigs[-1]), tol_eig) if converged else "not_converged"
+    return CriticalPoint(params, loss, gnorm, num_negative / num_params, kind, steps, "eigh",
+                         num_negative, eigs)
+  from landscape import hessian  # the SLQ density lives with the other Hessian probes
+  dens = hessian.density(s.loss_fn, params, s.data, key=key, num_runs=s.slq_runs,
+                         num_steps=s.slq_steps, batch_size=s.batch_size)
+  ritz = np.asarray(dens.ritz_values)
+  lowest, highest = float(ritz.min()), float(ritz.max())
+  scale = max(abs(lowest), abs(highest))
+  tol_eig = _default_eig_tol(scale, dtype) if s.eig_tol is None else float(s.eig_tol)
+  index = float(hessian.negative_fraction(dens, threshold=-tol_eig))
+  kind = _kind(lowest, highest, tol_eig) if converged else "not_converged"
+  return CriticalPoint(params, loss, gnorm, index, kind, steps, "slq")
+
+
+def find(loss_fn: LossFn, params0: PyTree, data: PyTree = None, *, method: str = "newton_mr",
+         max_steps: int = 100, tol: float = 1e-6, batch_size: int | None = None,
+         index_method: str = "auto", dense_threshold: int = 2000,
+         key: jax.Array | None = None, eig_tol: float | None = None, slq_runs: int = 4,
+         slq_steps: int = 80, **method_options: Any) -> CriticalPoint:
+  """Find a critical point ``∇L(θ) = 0`` near ``params0`` and its Morse index.
+
+  Both methods minimize the gradient norm, so they converge to saddles and maxima
+  as readily as to minima (whichever critical point is near the start):
+
+  - ``"newton_mr"`` (Newton-MR): ``p_k ≈ argmin_p ‖H_k p + g_k‖`` by
+    :func:`minres_qlp` on Hessian-vector products (inexact: ``inner_rtol``,
+    ``inner_maxiter``; the minimum-length solution when ``H_k`` is singular), then
+    ``θ_{k+1} = θ_k + α p_k`` with the largest ``α = ls_beta^j`` that satisfies the
+    Armijo condition ``‖g(θ_k + α p_k)‖² <= ‖g_k‖² + 2 ls_rho α ⟨p_k, H_k g_k⟩``
+    (``⟨p_k, H_k g_k⟩ = −‖H_k p_k‖² < 0`` for MINRES iterates; should it fail,
+    ``p_k = −H_k g_k``). Options: ``inner_rtol=1e-4``, ``inner_maxiter=None``
+    (``min(num_params, 100)``), ``ls_rho=1e-4``, ``ls_beta=0.5``, ``ls_max_steps=40``.
+  - ``"gnm"`` (gradient-norm minimization): minimize ``½‖∇L‖²``, whose gradient
+    ``H ∇L`` is one HVP, with an optax optimizer. Options: ``optimizer=None``
+    (gradient descent with optax's backtracking line search,
+    ``max_learning_rate=1.0``, ``ls_max_steps=40``) or any optax transformation,
+    e.g. ``optimizer=optax.adam(1e-2)`` (reuse one object to reuse its compile).
+    Converges linearly, at a rate set by the condition number of ``H²``: give it
+    far more ``max_steps`` than Newton-MR.
+
+  The search stops at ``‖∇L‖ <= tol``, after ``max_steps`` accepted steps, or when
+  no step is accepted. In *gradient-flat* regions, where ``∇L`` lies (nearly) in
+  the kernel of ``H``, Newton-MR steps barely reduce ‖g‖ and the search ends
+  ``not_converged`` (Frye et al. 2021 find such regions common in neural-network
+  losses; raising ``max_steps`` or lowering ``inner_rtol`` helps only slowly).
+
+  Then, if ``num_params <= dense_threshold`` (``index_method="auto"``) or
+  ``index_method="eigh"``, the exact Hessian (one HVP per parameter) gives the
+  spectrum λ; else SLQ (:func:`landscape.hessian.density`) estimates it. Eigenvalues with ``|λ| <= eig_tol`` are *flat* (zero; symmetries
+  make them common), default ``eig_tol = max(1e-6, √ε) · max|λ|`` with ε the
+  parameters' machine epsilon. ``kind``: ``not_converged`` if ``‖∇L‖ > tol``; else
+  ``minimum`` if no ``λ < −eig_tol``, ``maximum`` if no ``λ > eig_tol``, otherwise
+  ``saddle``; ``index = #{λ < −eig_tol} / num_params``. With SLQ the kind comes from
+  the extreme Ritz values and the index from the quadrature mass below ``−eig_tol``.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    params0: starting parameter pytree (floating leaves).
+    data: pytree of arrays with a leading sample axis, or ``None``.
+    method: ``"newton_mr"`` or ``"gnm"``.
+    max_steps: maximum accepted outer steps (0: only classify ``params0``).
+    tol: gradient-norm tolerance (> 0).
+    batch_size: data samples per batch inside every probe (``None``: all at once).
+    index_method: ``"auto"``, ``"eigh"`` or ``"slq"``.
+    dense_threshold: largest parameter count for the dense spectrum under ``auto``.
+    key: PRNG key of the SLQ probes (required when SLQ is used).
+    eig_tol: flat-eigenvalue cut (absolute); ``None``: the relative default above.
+    slq_runs, slq_steps: SLQ probes and Lanczos steps per probe.
+    **method_options: options of ``method`` listed above.
+
+  Returns:
+    A :class:`CriticalPoint`.
+
+  Example:
+    >>> f = lambda p, _: p["x"] ** 4 / 4 - p["x"] ** 2 / 2 + p["y"] ** 2 / 2
+    >>> cp = find(f, {"x": jnp.array(0.2), "y": jnp.array(-0.3)})
+    >>> cp.kind, cp.index            # ('saddle', 0.5)
+
+  References:
+    Roosta, Liu, Xu & Mahoney, "Newton-MR: Inexact Newton method with minimum
+    residual sub-problem solver", EURO J. Comput. Optim. 2022.
+    Liu & Roosta, "MINRES: from negative curvature detection to monotonicity
+    properties", SIAM J. Optim. 2022.
+    Pennington & Bahri, "Geometry of neural network loss surfaces via random matrix
+    theory", ICML 2017.
+    Frye, Simon, Wadia, Ligeralde, DeWeese & Bouchard, "Critical point-finding
+    methods reveal gradient-flat regions of deep network losses", Neural
+    Computation 2021.
+    Dauphin, Pascanu, Gulcehre, Cho, Ganguli & Bengio, "Identifying and attacking
+    the saddle point problem in high-dimensional non-convex optimization", NeurIPS 2014.
+  """
+  params0 = _check_params(params0)
+  search = _resolve(loss_fn, params0, data, method=method, max_steps=max_steps, tol=tol,
+                    batch_size=batch_size, index_method=index_method,
+                    dense_threshold=dense_threshold, key=key, eig_tol=eig_tol,
+                    slq_runs=slq_runs, slq_steps=slq_steps, method_options=method_options)
+  return _run(search, params0, key)
+
+
+def _flat(params: PyTree) -> np.ndarray:
+  leaves = jax.tree.leaves(params)
+  return np.concatenate([np.ravel(np.asarray(leaf, np.float64)) for leaf in leaves])
+
+
+def _same_point(a: CriticalPoint, b: CriticalPoint, dedup_tol: float) -> bool:
+  theta_a = _flat(a.params)
+  same_place = np.linalg.norm(theta_a - _flat(b.params)) <= dedup_tol * (
+      1.0 + np.linalg.norm(theta_a))
+  return bool(same_place) and abs(a.loss - b.loss) <= dedup_tol * (1.0 + abs(a.loss))
+
+
+def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
+         method: str = "newton_mr", max_steps: int = 100, tol: float = 1e-6,
+         batch_size: int | None = None, index_method: str = "auto",
+         dense_threshold: int = 2000, key: jax.Array | None = None,
+         eig_tol: float | None = None, slq_runs: int = 4, slq_steps: int = 80,
+         dedup_tol: float = 1e-4, keep_unconverged: bool = False,
+         **method_options: Any) -> list[CriticalPoint]:
+  """Run :func:`find` from many starts; return the distinct critical points by loss.
+
+  Two converged points ``a``, ``b`` are the same when
+  ``‖θ_a − θ_b‖ <= dedup_tol (1 + ‖θ_a‖)`` and
+  ``|L_a − L_b| <= dedup_tol (1 + |L_a|)``; of each group the point with the
+  smallest gradient norm is kept. Points related by a symmetry of the loss (e.g.
+  permuted hidden units) are distinct parameters and stay distinct. The search is
+  compiled once and reused for every start.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    starts: starting pytrees of one structure (e.g. grid points, trajectory
+      points, :func:`perturbations`).
+    data, method, max_steps, tol, batch_size, index_method, dense_threshold,
+      eig_tol, slq_runs, slq_steps, **method_options: as in :func:`find`.
+    key: PRNG key of the SLQ probes, split once per start.
+    dedup_tol: relative tolerance of the duplicate test.
+    keep_unconverged: also return the points that did not reach ``tol``, or whose
+      start has a non-finite loss (not deduplicated, not examined:
+      ``kind="not_converged"``, ``index_method="none"``, ``index`` NaN).
+
+  Returns:
+    A list of :class:`CriticalPoint` sorted by loss (ascending; NaN last).
+
+  Example:
+    >>> starts = perturbations(jax.random.key(0), params, num=16, scale=0.1)
+    >>> points = scan(loss_fn, starts, (x, y), batch_size=256)
+    >>> [(p.kind, p.loss) for p in points]
+
+  References:
+    Frye, Simon, Wadia, Ligeralde, DeWeese & Bouchard, "Critical point-finding
+    methods reveal gradient-flat regions of deep network losses", Neural
+    Computation 2021.
+  """
+  starts = [_check_params(p, f"starts[{i}]") for i, p in enumerate(starts)]
+  if not starts:
+    raise ConfigError("starts is empty; pass a non-empty list of parameter pytrees")
+  structure = jax.tree.structure(starts[0])
+  for i, p in enumerate(starts):
+    if jax.tree.structure(p) != structure:
+      raise ConfigError(f"starts[{i}] has tree structure {jax.tree.structure(p)}, unlike "
+                        f"starts[0] ({structure}); pass starts of one parameter structure")
+  _check_positive("dedup_tol", dedup_tol, "pass e.g. dedup_tol=1e-4")
+  search = _resolve(loss_fn, starts[0], data, method=method, max_steps=max_steps, tol=tol,
+                    batch_size=batch_size, index_method=index_method,
+                    dense_threshold=dense_threshold, key=key, eig_tol=eig_tol,
+                    slq_runs=slq_runs, slq_steps=slq_steps, method_options=method_options)
+  keys = jax.random.split(key, len(starts)) if key is not None else [None] * len(starts)
+  found = [_run(search, p, k, examine_unconverged=False) for p, k in zip(starts, keys)]
+  kept: list[CriticalPoint] = []
+  for point in sorted((p for p in found if p.converged), key=lambda p: p.loss):
+    twin = next((i for i, q in enumerate(kept) if _same_point(q, point, dedup_tol)), None)
+    if twin is None:
+      kept.append(point)
+    elif point.grad_norm < kept[twin].grad_norm:
+      kept[twin] = point
+  if keep_unconverged:
+    kept += [p for p in found if not p.converged]
+  return sorted(kept, key=lambda p: (math.isnan(p.loss), p.loss))
+
+
+def perturbations(key: jax.Array, params: PyTree, num: int, scale: float) -> list[PyTree]:
+  """``num`` Gaussian perturbations of ``params``, each leaf relative to its norm.
+
+  ``θ_i = θ + scale · (‖θ_ℓ‖ / ‖d_ℓ‖) d_ℓ`` per leaf ℓ with ``d_ℓ ~ N(0, I)``
+  (one key per perturbation and leaf), so every leaf moves by ``scale`` times its
+  own norm; an all-zero leaf (e.g. fresh biases) gets ``θ_ℓ + scale · d_ℓ``.
+
+  Args:
+    key: PRNG key.
+    params: parameter pytree θ (floating leaves).
+    num: number of perturbed copies (>= 0).
+    scale: relative size (>= 0).
+
+  Returns:
+    A list of ``num`` pytrees shaped like ``params``.
+
+  Example:
+    >>> starts = [params] + perturbations(jax.random.key(1), params, num=8, scale=0.05)
+  """
+  params = _check_params(params, "params")
+  num = _check_count("num", num, 0, "pass e.g. num=8")
+  if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
+      math.isfinite(scale) and scale >= 0):
+    raise ConfigError(f"scale must be a finite number >= 0, got {scale!r}; pass e.g. scale=0.1")
+
+  if not num:
+    return []
+  batch = _perturb(jax.random.split(key, num), params, jnp.asarray(scale))
+  return [jax.tree.map(lambda leaf, i=i: leaf[i], batch) for i in range(num)]
+
+
+@jax.jit
+@functools.partial(jax.vmap, in_axes=(0, None, None))
+def _perturb(key: jax.Array, params: PyTree, scale: jax.Array) -> PyTree:
+  def shift(w, d):
+    nw, nd = jnp.linalg.norm(w), jnp.linalg.norm(d)
+    factor = jnp.where(nw > 0, nw / jnp.where(nd > 0, nd, 1.0), 1.0)
+    return (w + scale * factor * d).astype(w.dtype)
+  return jax.tree.map(shift, params, optax.tree.random_like(key, params, jax.random.normal))
+
+
+# ----------------------------------------------------------------- grid surfaces
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GridCriticalPoints:
+  """Critical points of a sampled 2-D surface, sorted by loss.
+
+  Attributes:
+    coords: ``(m, 2)`` refined locations ``(x, y)``.
+    loss: ``(m,)`` surface value there (the local quadratic model).
+    kind: ``(m,)`` strings ``"minimum"``, ``"saddle"`` or ``"maximum"``.
+    index: ``(m,)`` number of negative eigenvalues of the 2×2 finite-difference
+      Hessian divided by 2 (0, 0.5 or 1).
+  """
+  coords: np.ndarray
+  loss: np.ndarray
+  kind: np.ndarray
+  index: np.ndarray
+
+  def __len__(self) -> int:
+    return int(self.loss.shape[0])
+
+
+def _check_axis(name: str, values: Any) -> np.ndarray:
+  axis = np.asarray(values, dtype=np.float64)
+  if axis.ndim != 1 or axis.size < 3:
+    raise DataError(f"{name} must be a 1-D array of at least 3 coordinates, got shape "
+                    f"{axis.shape}; pass the grid axis, e.g. np.linspace(-1, 1, 51)")
+  steps = np.diff(axis)
+  if not (np.all(np.isfinite(axis)) and (np.all(steps > 0) or np.all(steps < 0))):
+    raise DataError(f"{name} must be finite and strictly monotonic; sort the grid "
+                    "coordinates (and the matching axis of z)")
+  return axis
+
+
+def _crosses_zero(corners: np.ndarray) -> np.ndarray:
+  """Cells where a derivative takes both signs (or hits 0) over its 4 corners."""
+  lo, hi = corners.min(axis=0), corners.max(axis=0)
+  return (lo <= 0) & (hi >= 0) & (np.abs(corners).max(axis=0) > 0)
+
+
+def grid_critical_points(xs: Float[np.ndarray, "nx"], ys: Float[np.ndarray, "ny"],
+                         z: Float[np.ndarray, "ny nx"]) -> GridCriticalPoints:
+  """Discrete minima, saddles and maxima of a sampled surface ``z[j, i] = f(xs[i], ys[j])``.
+
+  With finite differences on the (possibly non-uniform) grid — ``np.gradient``
+  with the coordinates, second order everywhere, applied twice — every node has a
+  gradient ``g = (∂z/∂x, ∂z/∂y)`` and Hessian ``H`` (``∂²z/∂x∂y`` symmetrized).
+  A grid cell is a candidate when both ``∂z/∂x`` and ``∂z/∂y`` change sign (or
+  vanish) over its four corners. From the corner with the smallest ``‖g‖`` one
+  Newton step on the local quadratic model, ``s = −H^† g``, locates the critical
+  point; it is kept if it lies within the cell (up to half a cell, the reach of the
+  finite-difference error), and its value is the model's
+  ``z + gᵀs + ½ sᵀHs``. The signs of the eigenvalues of ``H`` classify it: two
+  positive: minimum, two negative: maximum, mixed: saddle (``index`` = number
+  negative / 2; a zero eigenvalue counts as positive). Candidates within one cell
+  of each other with the same kind are merged (the smallest Newton step wins).
+  Cells touching a non-finite value (a diverged point) or its finite-difference
+  stencil are skipped. Exact for quadratic surfaces; for smooth ones the error is
+  ``O(h²)``.
+
+  Args:
+    xs: ``(nx,)`` strictly monotonic x coordinates, ``nx >= 3``.
+    ys: ``(ny,)`` strictly monotonic y coordinates, ``ny >= 3``.
+    z: ``(ny, nx)`` surface values, ``z[j, i]`` at ``(xs[i], ys[j])``; NaN/inf allowed.
+
+  Returns:
+    :class:`GridCriticalPoints`, sorted by loss.
+
+  Example:
+    >>> xs, ys = np.linspace(-1, 1, 41), np.linspace(-1, 1, 31)
+    >>> z = xs[None, :] ** 2 - ys[:, None] ** 2
+    >>> grid_critical_points(xs, ys, z).kind       # array(['saddle'], dtype='<U7')
+
+  References:
+    Li, Xu, Taylor, Studer & Goldstein, "Visualizing the loss landscape of neural
+    nets", NeurIPS 2018 (the surfaces).
+    Fornberg, "Generation of finite difference formulas on arbitrarily spaced grids",
+    Math. Comp. 1988 (the non-uniform stencils behind ``np.gradient``).
+  """
+  xs, ys = _check_axis("xs", xs), _check_axis("ys", ys)
+  z = np.asarray(z, dtype=np.float64)
+  if z.shape != (ys.size, xs.size):
+    raise DataError(f"z has shape {z.shape} but the grid needs (len(ys), len(xs)) = "
+                    f"({ys.size}, {xs.size}); z[j, i] must be the value at (xs[i], ys[j])")
+  if xs[1] < xs[0]:
+    xs, z = xs[::-1], z[:, ::-1]
+  if ys[1] < ys[0]:
+    ys, z = ys[::-1], z[::-1, :]
+  with np.errstate(invalid="ignore"):
+    zy, zx = np.gradient(z, ys, xs, edge_order=2)
+    zxx = np.gradient(zx, xs, axis=1, edge_order=2)
+    zyy = np.gradient(zy, ys, axis=0, edge_order=2)
+    zxy = 0.5 * (np.gradient(zx, ys, axis=0, edge_order=2)
+                 + np.gradient(zy, xs, axis=1, edge_order=2))
+  fields = np.stack([z, zx, zy, zxx, zxy, zyy])                 # (6, ny, nx)
+  corner = lambda a: np.stack([a[..., :-1, :-1], a[..., :-1, 1:],  # noqa: E731
+                               a[..., 1:, :-1], a[..., 1:, 1:]])  # (4, ..., ny-1, nx-1)
+  cells = corner(fields)
+  finite = np.all(np.isfinite(cells), axis=(0, 1))
+  with np.errstate(invalid="ignore"):
+    candidate = finite & _crosses_zero(cells[:, 1]) & _crosses_zero(cells[:, 2])
+  found = []
+  for j, i in zip(*np.nonzero(candidate)):
+    nodes = [(j, i), (j, i + 1), (j + 1, i), (j + 1, i + 1)]
+    jn, inn = min(nodes, key=lambda n: math.hypot(zx[n], zy[n]))
+    g = np.array([zx[jn, inn], zy[jn, inn]])
+    h = np.array([[zxx[jn, inn], zxy[jn, inn]], [zxy[jn, inn], zyy[jn, inn]]])
+    step = -np.linalg.pinv(h) @ g
+    x, y = xs[inn] + step[0], ys[jn] + step[1]
+    hx, hy = xs[i + 1] - xs[i], ys[j + 1] - ys[j]
+    inside_x = xs[i] - hx / 2 <= x <= xs[i + 1] + hx / 2
+    if not (inside_x and ys[j] - hy / 2 <= y <= ys[j + 1] + hy / 2):
+      continue
+    eig = np.linalg.eigvalsh(h)
+    negative = int(np.sum(eig < 0))
+    kind = ("minimum", "saddle", "maximum")[negative]
+    value = z[jn, inn] + g @ step + 0.5 * step @ h @ step
+    frac = (np.interp(x, xs, np.arange(xs.size)), np.interp(y, ys, np.arange(ys.size)))
+    size = abs(step[0]) / hx + abs(step[1]) / hy
+    found.append((frac, size, (x, y), value, kind, negative / 2))
+  kept: list = []
+  for point in sorted(found, key=lambda p: p[1]):
+    if not any(q[4] == point[4] and abs(q[0][0] - point[0][0]) <= 1
+               and abs(q[0][1] - point[0][1]) <= 1 for q in kept):
+      kept.append(point)
+  kept.sort(key=lambda p: p[3])
+  return GridCriticalPoints(
+      coords=np.array([p[2] for p in kept], dtype=np.float64).reshape(-1, 2),
+      loss=np.array([p[3] for p in kept], dtype=np.float64),
+      kind=np.array([p[4] for p in kept], dtype="<U7"),
+      index=np.array([p[5] for p in kept], dtype=np.float64))
