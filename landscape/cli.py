@@ -92,6 +92,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", help="result file (default: RUN/landscape.h5)")
   p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
 
+  p = sub.add_parser("hessian", help="Hessian probes (eigenvalues, trace, density, curvature "
+                     "map) into a result file")
+  p.add_argument("file", nargs="?", help="result file (default: RUN/landscape.h5)")
+  p.add_argument("--run", help="run directory (default: the file's run_dir attribute)")
+  p.add_argument("--k", type=int, help="eigenvalues per end (default: config hessian.k)")
+  p.add_argument("--which", help="largest | smallest | both")
+  p.add_argument("--trace", action=argparse.BooleanOptionalAction, default=None)
+  p.add_argument("--density", action=argparse.BooleanOptionalAction, default=None)
+  p.add_argument("--map", action=argparse.BooleanOptionalAction, default=None,
+                 help="per-grid-point max_eig/min_eig maps on the file's grid (resumable)")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+  p = sub.add_parser("critical", help="critical points (Newton-MR / GNM) with Morse index "
+                     "into a result file")
+  p.add_argument("file", nargs="?", help="result file (default: RUN/landscape.h5)")
+  p.add_argument("--run", help="run directory (default: the file's run_dir attribute)")
+  p.add_argument("--starts", type=int, help="number of searches")
+  p.add_argument("--method", help="newton_mr | gnm")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
   p = sub.add_parser("plot", help="draw figures from a result file")
   p.add_argument("file")
   p.add_argument("--kind", help="comma-separated kinds (default: every kind the file supports): "
@@ -119,6 +139,8 @@ def _default_out(cfg) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  if hasattr(sys.stdout, "reconfigure"):
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
   try:
     return _dispatch(args)
   except LandscapeError as e:
@@ -145,6 +167,12 @@ def _dispatch(a: argparse.Namespace) -> int:
   elif a.command == "surface":
     pipeline.run_surface(a.run, out=a.out, overrides=[*a.overrides, *_surface_overrides(a)],
                          overwrite=a.overwrite)
+  elif a.command == "hessian":
+    pipeline.run_hessian(a.file, run_dir=a.run, k=a.k, which=a.which, trace=a.trace,
+                         density=a.density, curvature=a.map, overrides=a.overrides)
+  elif a.command == "critical":
+    pipeline.run_critical(a.file, run_dir=a.run, starts=a.starts, method=a.method,
+                          overrides=a.overrides)
   elif a.command == "plot":
     pipeline.run_plot(a.file, kinds=_csv(a.kind), formats=_csv(a.format) or ("pdf",), out=a.out)
   elif a.command == "export-vtk":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -103,12 +104,11 @@ class HessianConfig:
   trace_method: str = "hutch++"
   density: bool = True
   density_runs: int = 4
-  density_steps: int = 40
+  density_steps: int = 30
   map: bool = False                # per-grid-point curvature map (max_eig, min_eig)
   map_steps: int = 16
-  map_grid: str | None = "-1:1:11"  # coarser grid for the map ("" / None: the surface grid)
   batch_size: int | None = 512
-  n_samples: int | None = None     # training samples used for probes (None: all)
+  n_samples: int | None = 512      # training samples used for probes (None: all)
   seed: int = 0
 
 
@@ -142,6 +142,42 @@ class Config:
   hessian: HessianConfig = dataclasses.field(default_factory=HessianConfig)
   critical: CriticalConfig = dataclasses.field(default_factory=CriticalConfig)
   plot: PlotConfig = dataclasses.field(default_factory=PlotConfig)
+
+
+class _Loader(yaml.SafeLoader):
+  """``yaml.SafeLoader`` with YAML 1.2 numbers.
+
+  PyYAML implements YAML 1.1, where ``-1:1:51`` is a base-60 integer (-3711) and ``1e-3``
+  is a string; a grid range or a learning rate written plainly in a config file or in
+  ``--set`` would be silently mangled or refused. Here integers are decimal, ``0x``/``0o``/
+  ``0b`` only, and floats accept an exponent without a dot (``1e-3``).
+  """
+
+
+class _Dumper(yaml.SafeDumper):
+  """``yaml.SafeDumper`` that also quotes the strings :class:`_Loader` reads as numbers, so a
+  written config reads back the same with :class:`_Loader` and with ``yaml.safe_load``."""
+
+
+_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+)$")
+_FLOAT = re.compile(r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                        |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                        |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+                        |[-+]?\.(?:inf|Inf|INF)
+                        |\.(?:nan|NaN|NAN))$""", re.X)
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _NUMBER_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()}
+for _cls in (_Loader, _Dumper):
+  _cls.add_implicit_resolver(_NUMBER_TAGS[0], _INT, list("-+0123456789"))
+  _cls.add_implicit_resolver(_NUMBER_TAGS[1], _FLOAT, list("-+0123456789."))
+
+
+def _yaml_load(text: str) -> Any:
+  return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -251,7 +287,7 @@ def load(path: str | Path) -> Config:
     raise ConfigError(f"config file {str(path)!r} not found; pass an existing YAML file "
                       "(see configs/)")
   try:
-    raw = yaml.safe_load(path.read_text())
+    raw = _yaml_load(path.read_text())
   except yaml.YAMLError as e:
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise ConfigError(f"config file {str(path)!r} is not valid YAML: {first}") from None
@@ -259,7 +295,7 @@ def load(path: str | Path) -> Config:
 
 
 def dump(cfg: Config, path: str | Path) -> None:
-  Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+  Path(path).write_text(yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -272,7 +308,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
   if not key.strip() or any(not p for p in parts):
     raise ConfigError(f"malformed override {item!r}; use --set section.key=value")
   try:
-    value = yaml.safe_load(text) if text.strip() else None
+    value = _yaml_load(text) if text.strip() else None
   except yaml.YAMLError:
     value = text
   return parts, value

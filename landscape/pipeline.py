@@ -345,6 +345,218 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
   return out
 
 
+def _result_run(path: Path) -> tuple[Path, Any]:
+  """The run directory a result file was computed from (its ``run_dir`` attribute)."""
+  from landscape import io as _io
+  r = _io.load(path)
+  run_dir = r.attrs.get("run_dir")
+  if not run_dir or not (Path(run_dir) / "config.yaml").is_file():
+    raise ConfigError(f"{path} does not name an existing run directory (run_dir="
+                      f"{run_dir!r}); pass --run DIR")
+  return Path(run_dir), r
+
+
+def _probe_setup(path: Path | None, run_dir: Path | None, bn_mode: str | None = None):
+  """(result file, run dir, result, experiment, objective, training data) for a probe."""
+  from landscape import io as _io
+  if path is None:
+    if run_dir is None:
+      raise ConfigError("pass a result FILE or --run DIR")
+    path = Path(run_dir) / "landscape.h5"
+    if not path.is_file():
+      raise ConfigError(f"{path} does not exist; sweep a surface first: landscape surface "
+                        f"--run {run_dir}")
+  path = Path(path)
+  if run_dir is None:
+    run_dir, result = _result_run(path)
+  else:
+    result = _io.load(path)
+  exp, variables = load_run(run_dir)
+  s = exp.cfg.surface
+  if "bn_mode" in result.attrs:
+    bn_mode = bn_mode or str(result.attrs["bn_mode"])
+  obj = _build_objective(exp, variables, bn_mode or s.bn_mode, s.bn_samples)
+  return path, Path(run_dir), result, exp, obj
+
+
+def _subset(ds, n: int | None):
+  x, y = ds.x_train, ds.y_train
+  if n is not None:
+    x, y = x[:n], y[:n]
+  return jnp.asarray(x), jnp.asarray(y)
+
+
+def _stored_directions(path: Path, obj, result):
+  from landscape import io as _io
+  dirs = _io.read_directions(path, obj.params)
+  if not dirs:
+    raise ConfigError(f"{path} holds no directions/ group; it cannot anchor a curvature map")
+  return dirs
+
+
+def _surface_centre(obj, result, run_dir: Path, exp):
+  """The centre of a stored surface: the trained point, or the first target model."""
+  if result.attrs.get("direction_kind") != "target":
+    return obj.params
+  cfg = json.loads(result.attrs["config"]) if isinstance(result.attrs.get("config"), str) \
+      else result.attrs.get("config", {})
+  targets = (cfg.get("surface") or {}).get("targets") or []
+  if not targets:
+    raise ConfigError("the target surface does not record its targets; rerun landscape surface")
+  return _perturbed_of(obj, _load_target(targets[0], run_dir, exp))
+
+
+def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = None,
+                k: int | None = None, which: str | None = None, trace: bool | None = None,
+                density: bool | None = None, curvature: bool | None = None,
+                overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
+  """Hessian probes at the trained point into the ``hessian/`` group of a result file;
+  with ``curvature`` also the per-point ``max_eig``/``min_eig`` maps on the file's grid."""
+  from landscape import hessian as _hessian
+  from landscape import io as _io
+  path, run_dir, result, exp, obj = _probe_setup(
+      Path(path) if path is not None else None, Path(run_dir) if run_dir is not None else None)
+  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
+  h = cfg.hessian
+  k = h.k if k is None else k
+  which = which or h.which
+  trace = h.trace if trace is None else trace
+  density = h.density if density is None else density
+  curvature = h.map if curvature is None else curvature
+  data = _subset(exp.dataset, h.n_samples)
+  key = jax.random.key(h.seed)
+  group: dict[str, Any] = {}
+  t0 = time.perf_counter()
+  hvps = 0
+  if which not in ("largest", "smallest", "both"):
+    raise unknown_name("which", which, ("largest", "smallest", "both"))
+  out = _hessian.eigenvalues(obj.loss_fn, obj.params, data, k=k, which=which, key=key,
+                             num_steps=h.num_steps, batch_size=h.batch_size)
+  parts = out if which == "both" else (out,)
+  names = ("largest", "smallest") if which == "both" else (which,)
+  for name, e in zip(names, parts):
+    group[f"eigenvalues_{name}"] = np.asarray(e.values)
+    group[f"residuals_{name}"] = np.asarray(e.residuals)
+    log(f"{name} {k} Hessian eigenvalues: {np.array2string(np.asarray(e.values), precision=5)}")
+  hvps += parts[0].num_hvps
+  if trace:
+    est, err = _hessian.trace(obj.loss_fn, obj.params, data, key=jax.random.fold_in(key, 1),
+                              num_samples=h.trace_samples, method=h.trace_method,
+                              batch_size=h.batch_size)
+    group["trace"], group["trace_stderr"] = float(est), float(err)
+    hvps += h.trace_samples
+    log(f"Hessian trace {float(est):.6g} ± {float(err):.2g} ({h.trace_method}, "
+        f"{h.trace_samples} HVPs)")
+  if density:
+    dens = _hessian.density(obj.loss_fn, obj.params, data, key=jax.random.fold_in(key, 2),
+                            num_runs=h.density_runs, num_steps=h.density_steps,
+                            batch_size=h.batch_size)
+    group.update(density_grid=np.asarray(dens.grid), density=np.asarray(dens.density),
+                 ritz_values=np.asarray(dens.ritz_values), ritz_weights=np.asarray(dens.weights),
+                 negative_fraction=float(_hessian.negative_fraction(dens)))
+    hvps += dens.num_hvps
+    log(f"spectral density (SLQ, {h.density_runs}x{h.density_steps}): estimated fraction of "
+        f"negative eigenvalues {group['negative_fraction']:.4f}")
+  group["num_hvps"] = hvps
+  _io.write_group(path, "hessian", group,
+                  attrs={"num_samples": int(data[0].shape[0]), "which": which, "k": k,
+                         "seconds": time.perf_counter() - t0})
+  if curvature:
+    _curvature(path, result, run_dir, exp, obj, data, h, key, log)
+  log(f"Hessian probes ({hvps} HVPs, {time.perf_counter() - t0:.1f} s) -> {path}")
+  return path
+
+
+def _curvature(path, result, run_dir, exp, obj, data, h, key, log) -> None:
+  from landscape import hessian as _hessian
+  from landscape import io as _io
+  dirs = _stored_directions(path, obj, result)
+  centre = _surface_centre(obj, result, run_dir, exp)
+  writer = _io.GridFile.open(path, xs=result.xs, ys=result.ys, fields=["max_eig", "min_eig"],
+                             done="eig_done")
+  try:
+    done = writer.done
+    log(f"curvature map: {int((~done).sum())} of {done.size} points, {h.map_steps} Lanczos "
+        "steps each")
+
+    def on_chunk(idx, vals):
+      for a, b in _contiguous_runs(idx):
+        writer.write(int(idx[a]), {n: v[a:b] for n, v in vals.items()})
+
+    cmap = _hessian.curvature_map(obj.loss_fn, centre, dirs, result.xs, result.ys, data,
+                                  key=jax.random.fold_in(key, 3), num_steps=h.map_steps,
+                                  batch_size=h.batch_size, done=done, on_chunk=on_chunk)
+  finally:
+    writer.close()
+  if cmap.num_evaluated:
+    log(f"curvature map: compile {cmap.compile_seconds:.2f} s, {cmap.num_evaluated} points in "
+        f"{cmap.sweep_seconds:.2f} s ({cmap.points_per_second:.2f} points/s)")
+
+
+def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None = None,
+                 starts: int | None = None, method: str | None = None,
+                 overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
+  """Critical points near the trained model into the ``critical/`` group of a result file.
+
+  Searches start at the trained point, at random perturbations of it, and at the
+  discrete critical points of the stored 2-D surface; the grid's own minima, saddles
+  and maxima (finite differences) are stored too, as ``grid_*``.
+  """
+  from landscape import critical as _critical
+  from landscape import directions as _dirs
+  from landscape import io as _io
+  path, run_dir, result, exp, obj = _probe_setup(
+      Path(path) if path is not None else None, Path(run_dir) if run_dir is not None else None)
+  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
+  c = cfg.critical
+  starts = c.starts if starts is None else starts
+  method = method or c.method
+  if starts < 1:
+    raise ConfigError(f"--starts must be >= 1, got {starts}")
+  data = _subset(exp.dataset, c.n_samples)
+  key = jax.random.key(c.seed)
+  group: dict[str, Any] = {}
+  dirs = None
+  centre = obj.params
+  grid_starts = []
+  if result.ys is not None and "train_loss" in result.fields:
+    gcp = _critical.grid_critical_points(result.xs, result.ys, result.fields["train_loss"])
+    group.update(grid_coords=gcp.coords, grid_loss=gcp.loss, grid_kind=gcp.kind.astype(str),
+                 grid_index=gcp.index)
+    log(f"grid critical points of train_loss: {len(gcp)} "
+        f"({', '.join(f'{n} {k}' for k, n in zip(*np.unique(gcp.kind, return_counts=True)))})")
+    dirs = _stored_directions(path, obj, result)
+    centre = _surface_centre(obj, result, run_dir, exp)
+    from landscape import surface as _surface
+    grid_starts = [_surface.shift(centre, dirs, jnp.asarray(xy, _surface._float_dtype(centre)))
+                   for xy in gcp.coords[: max(0, starts - 1)]]
+  n_random = max(0, starts - 1 - len(grid_starts))
+  start_list = [centre, *grid_starts,
+                *_critical.perturbations(key, centre, n_random, c.scale)][:starts]
+  t0 = time.perf_counter()
+  found = _critical.scan(obj.loss_fn, start_list, data, method=method, max_steps=c.max_steps,
+                         tol=c.tol, key=jax.random.fold_in(key, 1), keep_unconverged=True)
+  coords = np.full((len(found), 2), np.nan)
+  if dirs is not None and len(dirs) == 2:
+    for i, cp in enumerate(found):
+      coords[i] = _dirs.coordinates(_model_part(obj, centre), _model_part(obj, dirs[0]),
+                                    _model_part(obj, dirs[1]), _model_part(obj, cp.params))
+  group.update(coords=coords, loss=np.array([cp.loss for cp in found]),
+               grad_norm=np.array([cp.grad_norm for cp in found]),
+               index=np.array([cp.index for cp in found]),
+               kind=np.array([cp.kind for cp in found], dtype=str),
+               index_method=np.array([cp.index_method for cp in found], dtype=str))
+  _io.write_group(path, "critical", group, attrs={"method": method, "starts": len(start_list),
+                                                  "num_samples": int(data[0].shape[0]),
+                                                  "tol": c.tol})
+  for cp in found:
+    log(f"  {cp.kind:<14} loss {cp.loss:.6g}  |grad| {cp.grad_norm:.2e}  index {cp.index:.4f} "
+        f"({cp.index_method}, {cp.steps} steps)")
+  log(f"{len(found)} distinct points from {len(start_list)} starts ({method}, "
+      f"{time.perf_counter() - t0:.1f} s) -> {path}")
+  return path
+
+
 def run_info(path: str | Path) -> str:
   """A human-readable summary of a result file."""
   from landscape import io as _io
@@ -423,6 +635,10 @@ def run(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   run_train(cfg, out, overwrite=overwrite, log=log)
   paths: dict[str, Any] = {"run": out,
                            "surface": run_surface(out, overwrite=overwrite, log=log)}
+  if cfg.hessian.enabled:
+    run_hessian(paths["surface"], run_dir=out, log=log)
+  if cfg.critical.enabled:
+    run_critical(paths["surface"], run_dir=out, log=log)
   if cfg.plot.enabled:
     paths["figures"] = out / "figures"
     run_plot(paths["surface"], kinds=cfg.plot.kinds, formats=cfg.plot.formats,

@@ -1,0 +1,165 @@
+"""Curvature maps (Li et al. 2018, Fig. 7) and the hessian/critical commands end to end."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from landscape import cli, hessian, io, models, objective, surface
+
+F32 = np.finfo(np.float32).eps
+
+
+@pytest.fixture(scope="module")
+def cnn_problem():
+  module = models.get("cnn", num_outputs=3, features=(4,), dense=8)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(24, 8, 8, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 3, size=24), jnp.int32)
+  variables = models.init(module, jax.random.key(0), x)
+  from landscape import losses
+  obj = objective.build(module, variables, losses.get("cross_entropy"), task="multiclass")
+  k1, k2 = jax.random.split(jax.random.key(1))
+  dirs = [jax.tree.map(lambda p, k=k: 0.3 * jax.random.normal(k, p.shape, p.dtype), obj.params)
+          for k in (k1, k2)]
+  return obj, dirs, (x, y)
+
+
+def test_curvature_map_matches_point_by_point(cnn_problem):
+  """The vmapped and the mapped map equal a plain per-point Lanczos on a small CNN."""
+  obj, dirs, data = cnn_problem
+  xs, ys = np.linspace(-1, 1, 3), np.linspace(-0.5, 0.5, 2)
+  key = jax.random.key(7)
+  f = jax.jit(hessian.extreme_eigenvalues_fn(obj.loss_fn, data, num_steps=8, batch_size=10))
+  ref_max = np.zeros((2, 3))
+  ref_min = np.zeros((2, 3))
+  for j, yv in enumerate(ys):
+    for i, xv in enumerate(xs):
+      p = surface.shift(obj.params, dirs, jnp.asarray([xv, yv], jnp.float32))
+      ref_max[j, i], ref_min[j, i] = map(float, f(p, key))
+  for mode in ("vmap", "map"):
+    m = hessian.curvature_map(obj.loss_fn, obj.params, dirs, xs, ys, data, key=key, num_steps=8,
+                              batch_size=10, point_mode=mode, chunk_size=4)
+    scale = np.abs(ref_max).max()
+    # vmapped convolutions reorder float32 sums: allow a few hundred eps of the spectral scale
+    np.testing.assert_allclose(m.values["max_eig"], ref_max, atol=500 * F32 * scale)
+    np.testing.assert_allclose(m.values["min_eig"], ref_min, atol=500 * F32 * scale)
+  assert np.all(ref_max >= ref_min)
+
+
+def test_curvature_map_against_dense_hessian():
+  """On an analytic function the map equals eigh of the exact Hessian at every point."""
+  with jax.enable_x64(True):
+    A = jnp.diag(jnp.array([3.0, 1.0, -2.0]))
+
+    def loss(p, _):
+      return 0.5 * p @ A @ p + 0.1 * jnp.sum(p ** 4) + 0.05 * p[0] * p[1] ** 2
+
+    xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 0.5, 3)
+    dx, dy = jnp.array([1.0, 0.0, 0.0]), jnp.array([0.0, 1.0, 0.5])
+    m = hessian.curvature_map(loss, jnp.zeros(3), (dx, dy), xs, ys, key=jax.random.key(0),
+                              num_steps=3)
+    for j, yv in enumerate(ys):
+      for i, xv in enumerate(xs):
+        ev = np.linalg.eigvalsh(np.asarray(jax.hessian(loss)(xv * dx + yv * dy, None)))
+        np.testing.assert_allclose(m.values["max_eig"][j, i], ev[-1], rtol=1e-10)
+        np.testing.assert_allclose(m.values["min_eig"][j, i], ev[0], rtol=1e-10)
+
+
+TINY = ["--set", "train.epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=60",
+        "--set", "model.kwargs.features=[4]", "--set", "model.kwargs.dense=8"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  run = tmp_path_factory.mktemp("curv") / "run"
+  assert cli.main(["train", "--out", str(run), *TINY]) == 0
+  assert cli.main(["surface", "--run", str(run), "--x=-1:1:5", "--y=-1:1:4"]) == 0
+  return run
+
+
+def test_hessian_command_writes_the_group(tiny_run, capsys):
+  path = tiny_run / "landscape.h5"
+  rc = cli.main(["hessian", str(path), "--k", "3", "--set", "hessian.density_steps=12",
+                 "--set", "hessian.trace_samples=9", "--set", "hessian.n_samples=64"])
+  assert rc == 0
+  r = io.load(path)
+  h = r.groups["hessian"]
+  lo, hi = h["eigenvalues_smallest"], h["eigenvalues_largest"]
+  assert lo.shape == hi.shape == (3,)
+  assert np.all(np.diff(hi) <= 0) and np.all(np.diff(lo) >= 0) and hi[0] >= lo[0]
+  grid, dens = h["density_grid"], h["density"]
+  np.testing.assert_allclose(np.trapezoid(dens, grid), 1.0, atol=1e-3)
+  assert grid[0] <= lo[0] and grid[-1] >= hi[0]
+  assert int(h["num_hvps"]) > 0 and np.isfinite(h["trace"])
+  # the surface is untouched
+  assert r.done["done"].all() and np.isfinite(r.fields["train_loss"]).all()
+
+
+def test_critical_command(tiny_run):
+  path = tiny_run / "landscape.h5"
+  rc = cli.main(["critical", str(path), "--starts", "2", "--set", "critical.max_steps=3",
+                 "--set", "critical.n_samples=32"])
+  assert rc == 0
+  c = io.load(path).groups["critical"]
+  assert c["loss"].shape == c["index"].shape == c["kind"].shape
+  assert c["coords"].shape == (c["loss"].shape[0], 2)
+  assert set(np.asarray(c["kind"]).astype(str)) <= {"minimum", "saddle", "maximum",
+                                                   "not_converged"}
+  assert "grid_kind" in c
+
+
+def test_curvature_map_resumes_after_kill(tiny_run, tmp_path):
+  """A killed `landscape hessian --map` resumes to exactly the uninterrupted map."""
+  src = tiny_run / "landscape.h5"
+  env = dict(os.environ, HDF5_USE_FILE_LOCKING="FALSE")
+  sets = ["--no-trace", "--no-density", "--k", "1", "--set", "hessian.map_steps=6",
+          "--set", "hessian.n_samples=200", "--set", "hessian.batch_size=8",
+          "--set", "hessian.num_steps=6"]
+
+  def cmd(path):
+    return [sys.executable, "-m", "landscape.cli", "hessian", str(path), "--map", *sets]
+
+  full = tmp_path / "full.h5"
+  full.write_bytes(src.read_bytes())
+  subprocess.run(cmd(full), check=True, capture_output=True, env=env, timeout=300)
+  killed = tmp_path / "killed.h5"
+  killed.write_bytes(src.read_bytes())
+  proc = subprocess.Popen(cmd(killed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+  deadline = time.time() + 240
+  partial = None
+  while time.time() < deadline and proc.poll() is None:
+    time.sleep(0.2)
+    try:
+      with h5py.File(killed, "r", locking=False) as f:
+        if "eig_done" in f:
+          n = int(f["eig_done"][()].sum())
+          if 0 < n < f["eig_done"].size:
+            partial = n
+            break
+    except OSError:
+      continue
+  if partial is None:
+    proc.kill()
+    proc.wait()
+    pytest.skip("the map finished before it could be interrupted")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  out = subprocess.run(cmd(killed), check=True, capture_output=True, text=True, env=env,
+                       timeout=300).stdout
+  m = re.search(r"curvature map: (\d+) of (\d+) points", out)
+  assert m is not None, out
+  with h5py.File(killed, "r", locking=False) as f:
+    assert int(m.group(1)) <= int(m.group(2)) - partial
+  a, b = io.load(full), io.load(killed)
+  for name in ("max_eig", "min_eig"):
+    np.testing.assert_array_equal(a.fields[name], b.fields[name])
+  assert b.done["eig_done"].all()
