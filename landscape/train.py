@@ -47,7 +47,33 @@ HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 def make_schedule(name: str, *, lr: float, epochs: int, steps_per_epoch: int,
                   step_epochs: int = 10, step_gamma: float = 0.1,
                   warmup_epochs: int = 0) -> optax.Schedule:
-  """Learning-rate schedule over optimizer steps: constant, step decay or cosine decay."""
+  """Learning-rate schedule over optimizer steps: constant, step decay or cosine decay.
+
+  With ``S = steps_per_epoch``, ``w = warmup_epochs·S`` warmup steps and ``T = epochs·S``
+  steps in all, the rate at step ``t`` is ``lr·t/w`` for ``t < w``; then, with ``u = t − w``:
+
+  * ``constant``: ``lr``;
+  * ``step``: ``lr·γ^k`` with ``k`` the number of boundaries ``e·S <= u`` for
+    ``e = step_epochs, 2·step_epochs, … < max(epochs, step_epochs + 1)`` (γ = ``step_gamma``);
+  * ``cosine``: ``lr·½(1 + cos(π·min(u, T − w)/(T − w)))``, zero at the end of training.
+
+  Args:
+    name: ``constant``, ``step`` or ``cosine``.
+    lr: peak learning rate (> 0).
+    epochs, steps_per_epoch: the length of the run.
+    step_epochs, step_gamma: the step schedule's period (epochs) and factor.
+    warmup_epochs: linear warmup from 0, in epochs.
+
+  Returns:
+    An ``optax.Schedule``: step count -> learning rate.
+
+  Example:
+    >>> make_schedule("cosine", lr=0.1, epochs=10, steps_per_epoch=20)(100)   # 0.05
+
+  References:
+    Loshchilov, Hutter, "SGDR: stochastic gradient descent with warm restarts", ICLR 2017;
+    Goyal et al., "Accurate, large minibatch SGD: training ImageNet in 1 hour", 2017 (warmup).
+  """
   if name not in SCHEDULES:
     raise unknown_name("schedule", name, SCHEDULES)
   if not lr > 0:
@@ -63,7 +89,8 @@ def make_schedule(name: str, *, lr: float, epochs: int, steps_per_epoch: int,
                   for e in range(step_epochs, max(epochs, step_epochs + 1), step_epochs)}
     sched = optax.piecewise_constant_schedule(lr, boundaries)
   else:
-    sched = optax.cosine_decay_schedule(lr, total)
+    # After a warmup the decay spans the remaining steps, so the rate reaches 0 at the end.
+    sched = optax.cosine_decay_schedule(lr, max(1, total - warmup_epochs * steps_per_epoch))
   if warmup_epochs > 0:
     warm = warmup_epochs * steps_per_epoch
     sched = optax.join_schedules([optax.linear_schedule(0.0, lr, warm), sched], [warm])
@@ -73,8 +100,38 @@ def make_schedule(name: str, *, lr: float, epochs: int, steps_per_epoch: int,
 def make_optimizer(name: str, schedule: optax.Schedule, *, momentum: float = 0.9,
                    nesterov: bool = False, b1: float = 0.9, b2: float = 0.999,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """``sgd`` (momentum, nesterov), ``adam`` or ``adamw``; weight decay decoupled for adamw,
-  added to the gradient (coupled, i.e. L2) for sgd and adam."""
+  """``sgd`` (momentum, nesterov), ``adam`` or ``adamw`` with learning rate ``η_t = schedule(t)``.
+
+  With gradient ``g_t`` (plus ``λθ_t`` for sgd/adam when ``weight_decay = λ > 0``, i.e. L2):
+
+  * ``sgd``: ``v_t = g_t + μ v_{t−1}``, ``θ_{t+1} = θ_t − η_t v_t`` (nesterov:
+    ``θ_{t+1} = θ_t − η_t (g_t + μ v_t)``; ``μ = 0``: plain SGD), as ``torch.optim.SGD``;
+  * ``adam``: ``m_t = β₁m + (1−β₁)g_t``, ``v_t = β₂v + (1−β₂)g_t²``,
+    ``θ_{t+1} = θ_t − η_t m̂_t/(√v̂_t + ε)`` with ``m̂_t = m_t/(1−β₁^t)``,
+    ``v̂_t = v_t/(1−β₂^t)``, ``ε = 1e-8``;
+  * ``adamw``: adam's step plus decoupled decay,
+    ``θ_{t+1} = θ_t − η_t(m̂_t/(√v̂_t + ε) + λθ_t)``.
+
+  Args:
+    name: ``sgd``, ``adam`` or ``adamw``.
+    schedule: learning rate per step (:func:`make_schedule`).
+    momentum, nesterov: sgd's momentum ``μ``.
+    b1, b2: adam's ``β₁``, ``β₂``.
+    weight_decay: ``λ`` (>= 0).
+
+  Returns:
+    An ``optax.GradientTransformation``.
+
+  Example:
+    >>> tx = make_optimizer("sgd", make_schedule("constant", lr=0.1, epochs=1,
+    ...                     steps_per_epoch=1), momentum=0.9, nesterov=True)
+
+  References:
+    Kingma, Ba, "Adam: a method for stochastic optimization", ICLR 2015;
+    Loshchilov, Hutter, "Decoupled weight decay regularization", ICLR 2019;
+    Sutskever, Martens, Dahl, Hinton, "On the importance of initialization and momentum in
+    deep learning", ICML 2013.
+  """
   if name not in OPTIMIZERS:
     raise unknown_name("optimizer", name, OPTIMIZERS)
   if weight_decay < 0:
@@ -309,6 +366,10 @@ def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
                    opt_state=restored["opt_state"], step=jnp.asarray(restored["step"]))
       if has_bn:
         state["batch_stats"] = restored["variables"]["batch_stats"]
+      if resumed_from > epochs:
+        raise ConfigError(f"{run_path} holds a checkpoint at epoch {resumed_from}, past the "
+                          f"{epochs} epochs asked for; raise epochs, or train afresh elsewhere "
+                          "(--out) or with --overwrite")
       start = resumed_from
       history = _read_history(run_path / "history.csv", resumed_from)
       log(f"resuming {run_path} from epoch {resumed_from}")
@@ -330,7 +391,7 @@ def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
     if start == 0:
       history = [history_row(0, variables_of(state))]
       save(0)
-      saved = [0]
+      saved = [0] if run_path is not None else []
     key = jax.random.key(seed)
     progress = _Progress(epochs, start, log)
     for epoch in range(start + 1, epochs + 1):
@@ -343,7 +404,8 @@ def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
       progress.update(row)
       if epoch % save_every == 0 or epoch == epochs:
         save(epoch)
-        saved.append(epoch)
+        if run_path is not None:
+          saved.append(epoch)
     progress.close()
   finally:
     if traj is not None:
