@@ -158,7 +158,7 @@ def _least_covered_unit(basis: PyTree, mask: jax.Array) -> PyTree:
 
 
 def _breakdown_tol(dtype: np.dtype) -> float:
-  """``‖w‖ ≤ eps^(2/3) · max_i ‖A v_i‖`` after one projection signals an invariant space."""
+  """``‖w‖ ≤ eps^(2/3) · max_i ‖A v_i‖`` after one projection: an invariant space."""
   # At a true breakdown one Gram–Schmidt pass leaves rounding only: measured on a
   # 99-parameter MLP with a 13-fold zero eigenvalue, 6e-18..6e-15 relative in float64
   # and 5e-9..1.9e-6 in float32, while the smallest genuine value was 7.7e-4.
@@ -350,10 +350,10 @@ class Eigen(NamedTuple):
       ``|θ_i − λ| ≤ residuals[i]`` for some eigenvalue λ, so
       ``residuals / |values|`` bounds the relative error.
   """
-  values: jax.Array
+  values: Float[Array, "k"]
   vectors: PyTree | None
   num_hvps: int
-  residuals: jax.Array
+  residuals: Float[Array, "k"]
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size"))
@@ -563,7 +563,8 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
 
 def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: int = 20,
                            batch_size: int | None = None
-                           ) -> Callable[[PyTree, PRNGKeyArray], tuple[jax.Array, jax.Array]]:
+                           ) -> Callable[[PyTree, PRNGKeyArray],
+                                         tuple[Float[Array, ""], Float[Array, ""]]]:
   """A pure ``(params, key) -> (λ_max, λ_min)`` for per-point curvature maps.
 
   One Lanczos run of ``num_steps`` steps (clipped to the parameter count) from
@@ -648,7 +649,7 @@ def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, 
 
 def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
           num_samples: int = 100, method: str = "hutchinson", batch_size: int | None = None,
-          probe_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+          probe_chunk: int | None = None) -> tuple[Float[Array, ""], Float[Array, ""]]:
   """Stochastic estimate of the Hessian trace and its standard error.
 
   ``hutchinson``: with Rademacher probes ``z_1 … z_m`` (entries ±1),
@@ -718,10 +719,10 @@ class Density(NamedTuple):
       components of T's eigenvectors); each run's weights sum to 1.
     num_hvps: Hessian-vector products used (``num_runs · num_steps``).
   """
-  grid: jax.Array
-  density: jax.Array
-  ritz_values: jax.Array
-  weights: jax.Array
+  grid: Float[Array, "grid_size"]
+  density: Float[Array, "grid_size"]
+  ritz_values: Float[Array, "num_runs num_steps"]
+  weights: Float[Array, "num_runs num_steps"]
   num_hvps: int
 
 

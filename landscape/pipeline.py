@@ -88,6 +88,10 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
       diff = _first_difference(_train_identity(old), _train_identity(cfg))
       raise ConfigError(f"{out} holds a run with a different config ({diff}); pass "
                         "--overwrite to replace it or --out to train elsewhere")
+    if old.train.epochs != cfg.train.epochs and cfg.train.schedule != "constant":
+      log(f"warning: resuming {out} with train.epochs {old.train.epochs} -> {cfg.train.epochs}: "
+          f"the {cfg.train.schedule} schedule of the epochs already trained followed the old "
+          "length, so the result differs from an uninterrupted run")
   elif overwrite and out.exists():
     for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
       p = out / name
