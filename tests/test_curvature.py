@@ -163,3 +163,48 @@ def test_curvature_map_resumes_after_kill(tiny_run, tmp_path):
   for name in ("max_eig", "min_eig"):
     np.testing.assert_array_equal(a.fields[name], b.fields[name])
   assert b.done["eig_done"].all()
+
+
+def test_eigen_directions(tiny_run, tmp_path):
+  """--direction eigen sweeps along the filter-normalized top-2 Hessian eigenvectors."""
+  from landscape import directions, pipeline
+  out = tmp_path / "eigen.h5"
+  rc = cli.main(["surface", "--run", str(tiny_run), "--direction", "eigen", "--x=-1:1:3",
+                 "--y=-1:1:3", "--out", str(out), "--split", "train"])
+  assert rc == 0
+  exp, variables = pipeline.load_run(tiny_run)
+  obj = pipeline._build_objective(exp, variables, "eval", 2048)
+  dx, dy = io.read_directions(out, obj.params)
+  data = (jnp.asarray(exp.dataset.x_train), jnp.asarray(exp.dataset.y_train))
+  e = hessian.eigenvalues(obj.loss_fn, obj.params, data, k=2, which="largest",
+                          key=jax.random.key(0), batch_size=512, return_vectors=True)
+  stored = io.load(out).groups["eigen_directions"]["eigenvalues"]
+  np.testing.assert_allclose(stored, np.asarray(e.values), rtol=1e-4)
+  for i, d in enumerate((dx, dy)):
+    v = jax.tree.map(lambda a: a[i], e.vectors)
+    want = directions.normalize(v, obj.params, norm="filter", ignore="biasbn")
+    for a, b in zip(jax.tree.leaves(d), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-5)
+
+
+def test_plot_reads_the_original_tool_layout(tmp_path):
+  """`landscape plot` draws a file with only xcoordinates/ycoordinates/train_loss."""
+  path = tmp_path / "orig.h5"
+  xs, ys = np.linspace(-1, 1, 6), np.linspace(-1, 1, 6)
+  X, Y = np.meshgrid(xs, ys)
+  with h5py.File(path, "w") as f:
+    f["xcoordinates"], f["ycoordinates"] = xs, ys
+    f["train_loss"] = 1.0 + X ** 2 + 2 * Y ** 2
+  out = tmp_path / "figs"
+  assert cli.main(["plot", str(path), "--format", "png", "--out", str(out)]) == 0
+  names = sorted(p.name for p in out.iterdir())
+  assert "orig_contour.png" in names and "orig_heatmap.png" in names
+  assert cli.main(["export-vtk", str(path), "--out", str(tmp_path / "o.vts")]) == 0
+  text = (tmp_path / "o.vts").read_text()
+  assert 'WholeExtent="0 5 0 5 0 0"' in text
+
+
+def test_plot_refuses_an_unsupported_kind(tiny_run, capsys):
+  rc = cli.main(["plot", str(tiny_run / "landscape.h5"), "--kind", "trajectory"])
+  err = capsys.readouterr().err
+  assert rc == 2 and err.count("\n") == 1 and "contour" in err
