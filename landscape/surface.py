@@ -264,14 +264,17 @@ def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: i
   ``vmap`` materializes every point's parameters and activations at once, so the
   chunk is bounded by the memory budget (and 64 points per device, past which
   throughput no longer grows on the models we measured); ``map`` evaluates points
-  one by one and only amortizes dispatch, so a modest chunk suffices.
+  one by one and only amortizes dispatch, so a modest chunk suffices. The chunk is
+  then evened out over the number of calls needed, so that the padded last chunk
+  wastes as little as possible (36 points at most 16 a call: 3 calls of 12, not 16).
   """
   if mode == "vmap":
     per_dev = max(1, min(64, _memory_budget_bytes() // max(1, 4 * point_bytes)))
   else:
     per_dev = 16
-  per_dev = min(per_dev, max(1, math.ceil(num_points / num_devices)))
-  return per_dev * num_devices
+  points_per_dev = max(1, math.ceil(num_points / num_devices))
+  calls = math.ceil(points_per_dev / per_dev)
+  return math.ceil(points_per_dev / calls) * num_devices
 
 
 def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[str] | None,
