@@ -138,10 +138,18 @@ def _combine(coefficients: jax.Array, basis: PyTree) -> PyTree:
   return jax.tree.map(lambda b: jnp.tensordot(coefficients.T, b, axes=1).astype(b.dtype), basis)
 
 
-def _project_out(w: PyTree, basis: PyTree, mask: jax.Array) -> PyTree:
-  """One classical Gram–Schmidt pass: ``w − Σ_{i: mask_i} ⟨b_i, w⟩ b_i``."""
-  c = jnp.where(mask, _coefficients(basis, w), 0.0)
-  return optax.tree.sub(w, _combine(c, basis))
+def _project_out(w: PyTree, basis: PyTree, count: jax.Array) -> PyTree:
+  """One modified Gram–Schmidt pass against the first ``count`` basis rows only.
+
+  ``w ← w − ⟨b_i, w⟩ b_i`` for ``i < count`` in a ``lax.fori_loop`` with a dynamic
+  trip count: the cost grows with the vectors filled so far, not with the size of
+  the preallocated basis (an early-stopped run with a generous ``num_steps`` cap
+  pays only for the steps it takes).
+  """
+  def body(i, w):
+    b = jax.tree.map(lambda x: x[i], basis)
+    return optax.tree.add_scale(w, -optax.tree.vdot(b, w), b)
+  return jax.lax.fori_loop(0, count, body, w)
 
 
 def _least_covered_unit(basis: PyTree, mask: jax.Array) -> PyTree:
@@ -198,13 +206,13 @@ def _lanczos_step(matvec: MatVec, j: jax.Array, state: _State) -> _State:
   w = optax.tree.sub(optax.tree.add_scale(w, -alpha, v),
                      optax.tree.scale(state.beta_prev, state.v_prev))
   filled = jnp.arange(state.alphas.shape[0]) <= j
-  # Classical Gram–Schmidt twice ("twice is enough"). A tiny norm after the first
-  # pass means the Krylov space is invariant (breakdown): the second pass then
-  # orthogonalizes a fresh direction instead, the least-covered unit vector.
-  w = _project_out(w, basis, filled)
+  # Gram–Schmidt twice ("twice is enough"). A tiny norm after the first pass means
+  # the Krylov space is invariant (breakdown): the second pass then orthogonalizes
+  # a fresh direction instead, the least-covered unit vector.
+  w = _project_out(w, basis, j + 1)
   breakdown = optax.tree.norm(w).astype(dtype) <= _breakdown_tol(dtype) * scale
   w = jax.lax.cond(breakdown, lambda: _least_covered_unit(basis, filled), lambda: w)
-  w = _project_out(w, basis, filled)
+  w = _project_out(w, basis, j + 1)
   norm = optax.tree.norm(w).astype(dtype)
   nxt = optax.tree.scale(1.0 / jnp.where(norm > 0, norm, 1.0), w)
   beta = jnp.where(breakdown, 0.0, norm)

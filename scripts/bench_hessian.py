@@ -1,0 +1,651 @@
+"""Benchmark: landscape's Hessian probes against PyHessian's power iteration (PyTorch).
+
+On the MLP of the sweep benchmark (784-256-256-10, relu; random Gaussian inputs, random
+labels, 10,000 samples; trained briefly with Adam so the point is near a minimum) the
+script measures three things.
+
+1. **Top-k eigenvalues.** ``landscape.hessian.eigenvalues(loss_fn, params, (x, y), k=5,
+   which="largest", tol=1e-3, batch_size=1000)`` (Lanczos with full reorthogonalization and
+   an early stop on the relative Ritz residuals) against a PyTorch re-implementation of
+   PyHessian's ``hessian.eigenvalues(maxIter=100, tol=1e-3, top_n=5)`` (Yao et al. 2020):
+   for each eigenvalue, power iteration on the full-dataset HVP, the iterate
+   orthonormalized against the eigenvectors found so far (deflation), stopping when the
+   Rayleigh quotient changes by less than ``tol`` relative to the last one (PyHessian's code
+   line by line, with ``torch.autograd.grad(loss, params, create_graph=True)`` in place of
+   its equivalent ``loss.backward(create_graph=True)``). PyHessian's
+   ``dataloader_hv_product`` weights each batch's HVP by its size and divides by the number
+   of samples: the Hessian of the dataset *mean*, our convention too, so the eigenvalues are
+   comparable. Both see the same weights (Flax Dense kernel ``(in, out)`` -> torch Linear
+   weight ``(out, in)``), data and batches; the script first checks that the two networks
+   give the same loss and the same HVP. HVPs are counted exactly (ours: ``Eigen.num_hvps``;
+   PyHessian: the power iterations over all ``k`` eigenvalues). Accuracy is measured
+   against a high-accuracy reference, our Lanczos run (up to ``--ref-steps`` steps) from an
+   independent start vector with ``tol=1e-8`` (its relative residuals are printed). The
+   issue's target: our top-k reaches ``tol`` with at most 1/3 of the HVPs of power
+   iteration.
+2. **HVP cost.** One full-dataset (batched, jitted) forward-over-reverse HVP
+   (``landscape.hessian.hvp_fn``) against one full-dataset gradient, steady state, median of
+   ``--repeats`` runs; also a ``jax.linearize`` HVP (the gradient linearized once, then
+   applied to several vectors: the cost of the first and of each further HVP) and, for
+   context, torch's double-backward HVP and gradient. Target: HVP <= 3x a gradient.
+3. **Curvature-map throughput.** ``landscape.hessian.curvature_map`` (Lanczos with
+   ``--curv-steps`` HVPs per point, full dataset) on a ``--grid`` x ``--grid`` filter-normalized
+   plane through the trained point: points/s in the steady state and the compile time,
+   separately; at the centre its ``max_eig`` is compared with the reference ``λ_max``.
+
+Seconds are wall-clock on whatever else the machine runs: noisy where it is shared. HVP
+counts are not.
+
+Usage::
+
+  python scripts/bench_hessian.py                 # the full benchmark (~10 min on 2 cores, most
+                                                  # of it the ~90 torch HVPs of power iteration)
+  python scripts/bench_hessian.py --quick         # CI size: MLP 64-32-10 on 500 samples, < 60 s
+  python scripts/bench_hessian.py --samples 2000 --k 10 --tol 1e-4 --threads 2
+
+torch is the optional ``bench`` extra (``pip install -e '.[bench]'``); without it the
+torch rows are skipped (and the HVP ratio with them) and the JAX measurements still run.
+
+References:
+  Yao, Gholami, Keutzer, Mahoney, "PyHessian: Neural networks through the lens of the
+  Hessian", IEEE BigData 2020 (and its code, github.com/amirgholami/PyHessian).
+  Lanczos, "An iteration method for the solution of the eigenvalue problem of linear
+  differential and integral operators", J. Res. Nat. Bur. Standards 1950.
+  Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 1994.
+  Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
+  NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import landscape.models as lm
+from landscape import directions, hessian, losses, objective, train
+from landscape._batching import batched_mean
+from landscape.errors import ConfigError, LandscapeError
+
+try:
+  import torch
+  import torch.nn.functional as F
+  from torch import nn
+except ImportError:  # torch is the optional "bench" extra
+  torch = None
+
+COLUMNS = ("method", "HVPs", "seconds", "eigenvalues max rel err", "ratio")
+JAX_ROW = "landscape lanczos"
+TORCH_ROW = "pyhessian power iteration (torch)"
+TARGET_HVP_RATIO = 1.0 / 3.0     # ours / power iteration, at most
+TARGET_HVP_PER_GRAD = 3.0        # one HVP costs at most this many gradients
+CHECK_RTOL = 1e-4                # torch vs jax loss (float32 sums over the dataset)
+HVP_CHECK_RTOL = 1e-3            # torch vs jax HVP, ‖Δ‖/‖Hv‖ (float32, two AD orders)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """The benchmarked network and data: MLP ``inputs-widths-10``, ``samples`` x ``inputs``."""
+  inputs: int
+  widths: tuple[int, ...]
+  samples: int
+  batch: int
+  train_steps: int
+  lr: float
+
+  @property
+  def label(self) -> str:
+    return "MLP " + "-".join(str(n) for n in (self.inputs, *self.widths, 10))
+
+
+FULL = Spec(784, (256, 256), 10_000, 1000, 300, 1e-3)
+QUICK = Spec(64, (32,), 500, 250, 200, 3e-3)
+
+
+@dataclasses.dataclass
+class Row:
+  """One top-k method: its HVPs, wall seconds and eigenvalues (descending)."""
+  method: str
+  hvps: int
+  seconds: float
+  values: np.ndarray
+  err: float = float("nan")
+  note: str = ""
+
+
+@dataclasses.dataclass
+class Problem:
+  spec: Spec
+  module: Any
+  obj: objective.Objective
+  x: np.ndarray
+  y: np.ndarray
+  num_params: int
+  notes: list[str]
+
+  @functools.cached_property
+  def data(self) -> tuple[jax.Array, jax.Array]:
+    """``(x, y)`` as device arrays (transferred once)."""
+    return jnp.asarray(self.x), jnp.asarray(self.y)
+
+
+# ----------------------------------------------------------------------------- problem
+
+
+def _make_problem(spec: Spec, seed: int) -> Problem:
+  """Random data and labels; the MLP trained ``spec.train_steps`` Adam steps from a random init."""
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal((spec.samples, spec.inputs), dtype=np.float32)
+  y = rng.integers(0, 10, size=spec.samples).astype(np.int32)
+  module = lm.get("mlp", num_outputs=10, widths=spec.widths)
+  variables = lm.init(module, jax.random.key(seed), x[:2])
+  loss = losses.get("cross_entropy")
+  t0 = time.perf_counter()
+  params, first, last = _train(module, variables["params"], loss, x, y, spec, rng)
+  train_s = time.perf_counter() - t0
+  obj = objective.build(module, {"params": params}, loss, task="multiclass")
+  full_loss = float(obj.loss_fn(obj.params, (jnp.asarray(x), jnp.asarray(y))))
+  notes = [f"trained {spec.train_steps} Adam steps (lr {spec.lr:g}, batch {spec.batch}) in "
+           f"{train_s:.1f} s: batch loss {first:.4f} -> {last:.4f}; full-data loss {full_loss:.4f}"
+           if spec.train_steps else f"untrained (random init): full-data loss {full_loss:.4f}"]
+  return Problem(spec, module, obj, x, y, lm.num_params(params), notes)
+
+
+def _train(module, params, loss, x, y, spec: Spec, rng: np.random.Generator):
+  """Adam on shuffled minibatches (``landscape.train.make_train_step``), one jitted scan."""
+  if spec.train_steps == 0:
+    return params, float("nan"), float("nan")
+  tx = optax.adam(spec.lr)
+  step = train.make_train_step(module, loss, tx)
+  state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+  batch = min(spec.batch, spec.samples)
+  per_epoch = spec.samples // batch
+  epochs = math.ceil(spec.train_steps / per_epoch)
+  order = np.concatenate([rng.permutation(spec.samples)[:per_epoch * batch].reshape(-1, batch)
+                          for _ in range(epochs)])[:spec.train_steps]
+
+  @jax.jit
+  def run(state, xd, yd, idx):
+    return jax.lax.scan(lambda s, i: step(s, (xd[i], yd[i])), state, idx)
+
+  state, batch_losses = run(state, jnp.asarray(x), jnp.asarray(y), jnp.asarray(order))
+  batch_losses = np.asarray(batch_losses)
+  return state["params"], float(batch_losses[0]), float(batch_losses[-1])
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _block(tree: Any) -> Any:
+  return jax.block_until_ready(tree)
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> float:
+  """Median wall time of ``fn()`` over ``repeats`` runs, after one untimed warm-up run."""
+  if warmup:
+    fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def _random_like(params: Any, rng: np.random.Generator) -> Any:
+  return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), params)
+
+
+def _max_rel_err(values: np.ndarray, ref: np.ndarray) -> float:
+  """``max_i |v_i − r_i| / |r_i|`` with both sorted descending."""
+  v = np.sort(np.asarray(values, np.float64))[::-1]
+  r = np.sort(np.asarray(ref, np.float64))[::-1][:len(v)]
+  return float(np.max(np.abs(v - r) / np.abs(r)))
+
+
+# ----------------------------------------------------------------------------- jax top-k
+
+
+def _jax_lanczos(p: Problem, args) -> tuple[Row, float]:
+  """Our top-k as a user calls it: one (compiling) call, then the median of ``--repeats`` calls."""
+  def run():
+    return _block(hessian.eigenvalues(p.obj.loss_fn, p.obj.params, p.data, k=args.k,
+                                      which="largest", key=jax.random.key(args.seed + 1),
+                                      tol=args.tol, batch_size=p.spec.batch))
+  t0 = time.perf_counter()
+  eig = run()
+  first_s = time.perf_counter() - t0
+  seconds = _median_seconds(run, args.repeats, warmup=False)
+  note = (f"first call {first_s:.2f} s (compilation included); max residual/abs(λ) "
+          f"{float(np.max(np.asarray(eig.residuals) / np.abs(np.asarray(eig.values)))):.2g}; "
+          "seconds include the finite-loss check (one gradient)")
+  return Row(JAX_ROW, eig.num_hvps, seconds, np.asarray(eig.values, np.float64), note=note), first_s
+
+
+def _reference(p: Problem, args) -> tuple[np.ndarray, str]:
+  """Top-k from up to ``--ref-steps`` Lanczos steps, an independent start, ``tol=1e-8``.
+
+  With ``--ref-steps`` unset the cap is ``eigenvalues``' default (80 for k=5), so the
+  reference reuses the compiled function of the measured run.
+  """
+  t0 = time.perf_counter()
+  eig = hessian.eigenvalues(p.obj.loss_fn, p.obj.params, p.data, k=args.k, which="largest",
+                            key=jax.random.key(args.seed + 2), num_steps=args.ref_steps,
+                            tol=1e-8, batch_size=p.spec.batch)
+  values = np.asarray(eig.values, np.float64)
+  rel = np.asarray(eig.residuals, np.float64) / np.abs(values)
+  cap = args.ref_steps or "default"
+  line = (f"reference: landscape lanczos, {eig.num_hvps} HVPs (num_steps={cap}, "
+          f"tol=1e-8, independent start), {time.perf_counter() - t0:.1f} s; max residual/abs(λ) "
+          f"{rel.max():.2g}; top-{args.k}: {np.array2string(values, precision=6)}")
+  return values, line
+
+
+# ----------------------------------------------------------------------------- torch baseline
+
+
+def _torch_net(p: Problem):
+  """The torch twin of the trained Flax MLP (Dense kernel ``(in, out)`` -> weight ``(out, in)``)."""
+  params = p.obj.params
+  names = ["stem_dense"] + [f"dense_{i}" for i in range(len(p.spec.widths))]
+  layers = nn.ModuleList()
+  for name in names:
+    kernel = np.asarray(params[name]["kernel"], np.float32)
+    layer = nn.Linear(*kernel.shape)
+    with torch.no_grad():
+      layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+      layer.bias.copy_(torch.from_numpy(np.array(params[name]["bias"], np.float32)))
+    layers.append(layer)
+
+  class MLP(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.layers = layers
+
+    def forward(self, x):
+      z = self.layers[0](x)
+      for layer in self.layers[1:]:
+        z = layer(F.relu(z))
+      return z
+
+  return MLP().eval()
+
+
+def _torch_batches(p: Problem) -> list[tuple[Any, Any]]:
+  """The data as a list of ``(x, y)`` batches, as PyHessian's ``dataloader`` (no shuffling)."""
+  x, y = torch.from_numpy(p.x), torch.from_numpy(p.y.astype(np.int64))
+  return list(zip(x.split(p.spec.batch), y.split(p.spec.batch)))
+
+
+def _group_product(xs, ys):
+  return sum(torch.sum(a * b) for a, b in zip(xs, ys))
+
+
+def _normalization(v):
+  """PyHessian ``utils.normalization``: ``v / (‖v‖ + 1e-6)``."""
+  s = float(_group_product(v, v)) ** 0.5
+  return [vi / (s + 1e-6) for vi in v]
+
+
+def _orthnormal(w, v_list):
+  """PyHessian ``utils.orthnormal``: modified Gram–Schmidt against ``v_list``, then normalize."""
+  w = [wi.clone() for wi in w]
+  for v in v_list:
+    c = _group_product(w, v)
+    w = [wi - c * vi for wi, vi in zip(w, v)]
+  return _normalization(w)
+
+
+class _TorchHessian:
+  """PyHessian's ``hessian`` class on a list of batches (``full_dataset=True``), CPU."""
+
+  def __init__(self, net, batches):
+    self.net, self.batches = net, batches
+    self.params = [q for q in net.parameters() if q.requires_grad]
+    self.num_hvps = 0
+
+  def grad(self):
+    """Full-dataset mean gradient (for the HVP/gradient cost comparison)."""
+    total = [torch.zeros_like(q) for q in self.params]
+    n = 0
+    for xb, yb in self.batches:
+      g = torch.autograd.grad(F.cross_entropy(self.net(xb), yb), self.params)
+      total = [t + gi * xb.shape[0] for t, gi in zip(total, g)]
+      n += xb.shape[0]
+    return [t / n for t in total]
+
+  def dataloader_hv_product(self, v):
+    """``(vᵀ H v, H v)``: per-batch double-backward HVPs weighted by batch size, over ``N``."""
+    self.num_hvps += 1
+    thv = [torch.zeros_like(q) for q in self.params]
+    num_data = 0
+    for xb, yb in self.batches:
+      loss = F.cross_entropy(self.net(xb), yb)
+      grads = torch.autograd.grad(loss, self.params, create_graph=True)
+      hv = torch.autograd.grad(grads, self.params, grad_outputs=v, only_inputs=True,
+                               retain_graph=False)
+      thv = [t + h * float(xb.shape[0]) for t, h in zip(thv, hv)]
+      num_data += xb.shape[0]
+    thv = [t / float(num_data) for t in thv]
+    return float(_group_product(thv, v)), thv
+
+  def eigenvalues(self, max_iter: int = 100, tol: float = 1e-3, top_n: int = 1):
+    """PyHessian ``hessian.eigenvalues``: power iteration with deflation, ``top_n`` values."""
+    eigenvalues, eigenvectors = [], []
+    while len(eigenvalues) < top_n:
+      eigenvalue = None
+      v = _normalization([torch.randn(q.size()) for q in self.params])
+      for _ in range(max_iter):
+        v = _orthnormal(v, eigenvectors)
+        tmp, hv = self.dataloader_hv_product(v)
+        v = _normalization(hv)
+        if eigenvalue is None:
+          eigenvalue = tmp
+        elif abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < tol:
+          break
+        else:
+          eigenvalue = tmp
+      eigenvalues.append(eigenvalue)
+      eigenvectors.append(v)
+    return eigenvalues, eigenvectors
+
+
+def _torch_check(p: Problem, th: _TorchHessian, seed: int) -> tuple[bool, list[str]]:
+  """The torch twin computes the same loss and the same HVP as the JAX objective."""
+  data = p.data
+  jax_loss = float(p.obj.loss_fn(p.obj.params, data))
+  with torch.no_grad():
+    torch_loss = sum(float(F.cross_entropy(th.net(xb), yb, reduction="sum"))
+                     for xb, yb in th.batches) / p.spec.samples
+  loss_rel = abs(torch_loss - jax_loss) / abs(jax_loss)
+  v = _random_like(p.obj.params, np.random.default_rng(seed))
+  hv = hessian.hvp(p.obj.loss_fn, p.obj.params, v, data, batch_size=p.spec.batch)
+  names = ["stem_dense"] + [f"dense_{i}" for i in range(len(p.spec.widths))]
+  tv = []
+  for name in names:   # nn.Linear order: weight (out, in), bias
+    tv += [torch.from_numpy(np.ascontiguousarray(np.asarray(v[name]["kernel"]).T)),
+           torch.from_numpy(np.asarray(v[name]["bias"]).copy())]
+  _, thv = th.dataloader_hv_product(tv)
+  th.num_hvps = 0
+  jhv = np.concatenate([np.asarray(hv[n][leaf]).T.ravel() if leaf == "kernel"
+                        else np.asarray(hv[n][leaf]).ravel()
+                        for n in names for leaf in ("kernel", "bias")])
+  thv = np.concatenate([t.numpy().ravel() for t in thv])
+  hv_rel = float(np.linalg.norm(thv - jhv) / np.linalg.norm(jhv))
+  ok_loss, ok_hv = loss_rel <= CHECK_RTOL, hv_rel <= HVP_CHECK_RTOL
+  return ok_loss and ok_hv, [
+      f"  loss: jax {jax_loss:.6f}, torch {torch_loss:.6f}, rel diff {loss_rel:.2g} "
+      f"(rtol {CHECK_RTOL:g}) {'OK' if ok_loss else 'MISMATCH'}",
+      f"  HVP of a random vector: ‖Δ‖/‖Hv‖ {hv_rel:.2g} (rtol {HVP_CHECK_RTOL:g}) "
+      f"{'OK' if ok_hv else 'MISMATCH'}"]
+
+
+def _torch_power(th: _TorchHessian, args) -> Row:
+  """PyHessian's top-k (power iteration with deflation), timed once after one warm-up HVP."""
+  th.dataloader_hv_product(_normalization([torch.randn(q.size()) for q in th.params]))
+  th.num_hvps = 0
+  torch.manual_seed(args.seed)
+  t0 = time.perf_counter()
+  values, _ = th.eigenvalues(max_iter=args.max_iter, tol=args.tol, top_n=args.k)
+  seconds = time.perf_counter() - t0
+  note = f"maxIter={args.max_iter}, tol={args.tol:g}, top_n={args.k}; one run (no compilation)"
+  return Row(TORCH_ROW, th.num_hvps, seconds, np.sort(np.asarray(values, np.float64))[::-1],
+             note=note)
+
+
+# ----------------------------------------------------------------------------- HVP cost
+
+
+def _hvp_cost(p: Problem, args, th: _TorchHessian | None) -> tuple[dict, list[str]]:
+  """Full-dataset gradient, forward-over-reverse HVP and linearize HVPs: median seconds."""
+  loss_fn, bs, m = p.obj.loss_fn, p.spec.batch, args.linearize_vectors
+  rng = np.random.default_rng(args.seed + 3)
+  params, data = p.obj.params, p.data
+  v = _random_like(params, rng)
+  vs = jax.tree.map(lambda *a: jnp.stack(a), *[_random_like(params, rng) for _ in range(m)])
+
+  def full_grad(q, d):
+    return batched_mean(lambda b: jax.grad(loss_fn)(q, b), d, bs)
+
+  grad_j = jax.jit(full_grad)
+  hvp_j = jax.jit(lambda q, u, d: hessian.hvp_fn(loss_fn, d, batch_size=bs)(q, u))
+
+  @jax.jit
+  def linearized(q, us, d):
+    _, f = jax.linearize(lambda r: full_grad(r, d), q)
+    return jax.lax.map(f, us)
+
+  first = jax.tree.map(lambda a: a[:1], vs)
+  t = {"grad": _median_seconds(lambda: _block(grad_j(params, data)), args.repeats),
+       "hvp": _median_seconds(lambda: _block(hvp_j(params, v, data)), args.repeats),
+       "lin1": _median_seconds(lambda: _block(linearized(params, first, data)), args.repeats),
+       "linm": _median_seconds(lambda: _block(linearized(params, vs, data)), args.repeats)}
+  lin_next = (t["linm"] - t["lin1"]) / (m - 1)
+  ratio = t["hvp"] / t["grad"]
+  lines = [
+      f"gradient (full dataset, batch {bs}, jit)      {t['grad'] * 1e3:9.2f} ms",
+      f"HVP forward-over-reverse (hessian.hvp_fn)     {t['hvp'] * 1e3:9.2f} ms  "
+      f"= {ratio:.2f}x a gradient (target <= {TARGET_HVP_PER_GRAD:g}x): "
+      f"{'PASS' if ratio <= TARGET_HVP_PER_GRAD else 'FAIL'}",
+      f"HVP jax.linearize, first (linearize + apply)  {t['lin1'] * 1e3:9.2f} ms  "
+      f"= {t['lin1'] / t['grad']:.2f}x a gradient",
+      f"HVP jax.linearize, amortized over {m}          {t['linm'] / m * 1e3:9.2f} ms  "
+      f"= {t['linm'] / m / t['grad']:.2f}x a gradient",
+      (f"HVP jax.linearize, each further (marginal)    {lin_next * 1e3:9.2f} ms  "
+       f"= {lin_next / t['grad']:.2f}x a gradient" if lin_next > 0 else
+       "HVP jax.linearize, each further (marginal)            - ms  (below the timing noise)")
+      + " (residuals of the whole dataset kept in memory)"]
+  out = {"grad_s": t["grad"], "hvp_s": t["hvp"], "hvp_per_grad": ratio,
+         "linearize_first_s": t["lin1"], "linearize_amortized_s": t["linm"] / m,
+         "linearize_next_s": lin_next}
+  if th is not None:
+    tv = _normalization([torch.randn(q.size()) for q in th.params])
+    tg = _median_seconds(th.grad, args.repeats)
+    thv = _median_seconds(lambda: th.dataloader_hv_product(tv), args.repeats)
+    th.num_hvps = 0
+    lines += [f"torch gradient                                {tg * 1e3:9.2f} ms",
+              f"torch HVP (double backward, as PyHessian)     {thv * 1e3:9.2f} ms  "
+              f"= {thv / tg:.2f}x a torch gradient, {thv / t['hvp']:.2f}x the jax HVP"]
+    out.update(torch_grad_s=tg, torch_hvp_s=thv)
+  return out, lines
+
+
+# ----------------------------------------------------------------------------- curvature map
+
+
+def _curvature(p: Problem, args, ref_top: float, hvp_s: float) -> tuple[dict, list[str]]:
+  """``hessian.curvature_map`` on a ``grid x grid`` filter-normalized plane."""
+  key = jax.random.key(args.seed + 4)
+  dirs = directions.random_plane(key, p.obj.params, norm="filter", ignore="biasbn")
+  xs = np.linspace(-1.0, 1.0, args.grid) if args.grid > 1 else np.zeros(1)
+  surf = hessian.curvature_map(p.obj.loss_fn, p.obj.params, dirs, xs, xs, p.data,
+                               key=jax.random.fold_in(key, 1), num_steps=args.curv_steps,
+                               batch_size=p.spec.batch, point_mode=args.point_mode)
+  pts = surf.num_evaluated
+  per_point = surf.sweep_seconds / pts
+  hvps_per_s = pts * args.curv_steps / surf.sweep_seconds
+  lines = [f"curvature_map: {args.grid}x{args.grid} grid, {args.curv_steps} Lanczos steps "
+           f"(HVPs) per point, full dataset, point_mode={surf.point_mode}, chunk {surf.chunk_size}",
+           f"  {surf.points_per_second:.3g} points/s ({per_point:.3g} s/point, "
+           f"{hvps_per_s:.3g} HVPs/s; a point costs {per_point / (args.curv_steps * hvp_s):.2f}x "
+           f"{args.curv_steps} standalone HVPs); compile {surf.compile_seconds:.2f} s"]
+  c = args.grid // 2
+  if args.grid % 2 == 1 and abs(xs[c]) < 1e-12:   # the grid's centre is the trained point
+    lmax = float(surf.values["max_eig"][c, c])
+    lines.append(f"  centre: max_eig {lmax:.6g} vs reference λ_max {ref_top:.6g} (rel diff "
+                 f"{abs(lmax - ref_top) / abs(ref_top):.2g} after {args.curv_steps} steps), "
+                 f"min_eig {float(surf.values['min_eig'][c, c]):.6g}")
+  out = {"points": pts, "points_per_s": surf.points_per_second, "compile_s": surf.compile_seconds,
+         "sweep_s": surf.sweep_seconds, "num_steps": args.curv_steps}
+  return out, lines
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(v: float, spec: str) -> str:
+  return "-" if not np.isfinite(v) else format(v, spec)
+
+
+def _table(rows: Sequence[Row], base_hvps: float) -> list[str]:
+  """``method | HVPs | seconds | eigenvalues max rel err | ratio`` (ratio: HVPs / baseline's)."""
+  cells = [list(COLUMNS)]
+  for r in rows:
+    cells.append([r.method, str(r.hvps), _fmt(r.seconds, ".3g"), _fmt(r.err, ".2g"),
+                  _fmt(r.hvps / base_hvps, ".2f")])
+  widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+  return [" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                     enumerate(zip(row, widths))) for row in cells]
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--quick", action="store_true",
+                  help=f"CI size: {QUICK.label} on {QUICK.samples} samples (batch {QUICK.batch})")
+  ap.add_argument("--samples", type=int, default=None,
+                  help=f"number of samples (default {FULL.samples}; {QUICK.samples} with --quick)")
+  ap.add_argument("--batch-size", type=int, default=None,
+                  help="samples per batch in every HVP and gradient (default 1000; 250 quick)")
+  ap.add_argument("--k", type=int, default=5, help="number of top eigenvalues")
+  ap.add_argument("--tol", type=float, default=1e-3,
+                  help="relative tolerance of both top-k methods")
+  ap.add_argument("--max-iter", type=int, default=100, help="PyHessian's maxIter per eigenvalue")
+  ap.add_argument("--ref-steps", type=int, default=None,
+                  help="Lanczos steps (cap) of the high-accuracy reference (default: the cap of "
+                  "eigenvalues, min(dim, max(2k + 60, 80)), which shares the compilation)")
+  ap.add_argument("--train-steps", type=int, default=None, help="Adam steps before measuring")
+  ap.add_argument("--threads", type=int, default=None,
+                  help="torch threads (default: the usable cores; 1 with --quick, where the "
+                  "tiny layers gain nothing from threads and lose much on a loaded machine)")
+  ap.add_argument("--repeats", type=int, default=None,
+                  help="timed runs per JAX measurement, median kept (default 5; 3 quick)")
+  ap.add_argument("--linearize-vectors", type=int, default=4,
+                  help="vectors per jax.linearize call (its per-HVP cost is the marginal one)")
+  ap.add_argument("--grid", type=int, default=3, help="curvature map on a grid x grid plane")
+  ap.add_argument("--curv-steps", type=int, default=16, help="Lanczos steps per curvature point")
+  ap.add_argument("--point-mode", default="auto", choices=("auto", "vmap", "map"),
+                  help="how curvature_map evaluates a chunk of points (vmap or lax.map)")
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+  args = ap.parse_args(argv)
+  base = QUICK if args.quick else FULL
+  args.spec = dataclasses.replace(
+      base, samples=args.samples or base.samples, batch=args.batch_size or base.batch,
+      train_steps=base.train_steps if args.train_steps is None else args.train_steps)
+  if args.repeats is None:
+    args.repeats = 3 if args.quick else 5
+  for flag, low in (("samples", 1), ("batch_size", 1), ("k", 1), ("max_iter", 1),
+                    ("ref_steps", 1), ("train_steps", 0), ("threads", 1), ("repeats", 1),
+                    ("linearize_vectors", 2), ("grid", 1), ("curv_steps", 1)):
+    value = getattr(args, flag)
+    if value is not None and value < low:
+      raise ConfigError(f"--{flag.replace('_', '-')} must be >= {low}, got {value}")
+  if not (0 < args.tol < 1):
+    raise ConfigError(f"--tol must be in (0, 1), got {args.tol}; pass e.g. --tol 1e-3")
+  if args.ref_steps is not None and args.ref_steps < args.k:
+    raise ConfigError(f"--ref-steps ({args.ref_steps}) must be >= --k ({args.k})")
+  return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  try:
+    args = _parse_args(argv)
+  except LandscapeError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  spec = args.spec
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}); "
+        f"{cores} usable CPU cores")
+  if torch is None:
+    print("torch is not importable: the PyHessian baseline is skipped "
+          "(install the bench extra: pip install -e '.[bench]')")
+  else:
+    torch.set_num_threads(args.threads or (1 if args.quick else cores))
+    print(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
+  p = _make_problem(spec, args.seed)
+  print(f"\n== {spec.label}, relu, {spec.samples} random samples, random labels, "
+        f"{p.num_params:,} params, batch {spec.batch}")
+  print("\n".join(p.notes))
+
+  # -- 1. top-k
+  try:
+    jrow, first_s = _jax_lanczos(p, args)
+    ref, ref_line = _reference(p, args)
+  except LandscapeError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(ref_line)
+  jrow.err = _max_rel_err(jrow.values, ref)
+  rows, ok, th = [jrow], True, None
+  if torch is not None:
+    torch.manual_seed(args.seed)
+    th = _TorchHessian(_torch_net(p), _torch_batches(p))
+    good, check = _torch_check(p, th, args.seed + 5)
+    print("check: torch twin against the JAX objective:")
+    print("\n".join(check))
+    if not good:
+      print("CHECK FAILED: the torch baseline computes a different function; no comparison")
+      return 1
+    trow = _torch_power(th, args)
+    trow.err = _max_rel_err(trow.values, ref)
+    rows.append(trow)
+  base = rows[-1].hvps if th is not None else float("nan")
+  print(f"\ntop-{args.k} eigenvalues at relative tolerance {args.tol:g} (baseline: PyHessian "
+        "power iteration with deflation, Yao et al. 2020; errors vs the reference)")
+  print("\n".join(_table(rows, base)))
+  for r in rows:
+    print(f"  {r.method}: {np.array2string(r.values, precision=6)}; {r.note}")
+  reached = jrow.err <= args.tol
+  ok &= reached
+  print(f"{JAX_ROW} top-{args.k} max rel err {jrow.err:.2g} vs tolerance {args.tol:g}: "
+        f"{'REACHED' if reached else 'NOT REACHED'}")
+  if th is not None:
+    ratio = jrow.hvps / base
+    print(f"HVP ratio {JAX_ROW} / pyhessian = {jrow.hvps}/{base} = {ratio:.3f} "
+          f"(target <= 1/3): {'PASS' if ratio <= TARGET_HVP_RATIO else 'FAIL'}")
+    if rows[-1].err > args.tol:
+      print(f"  note: power iteration stopped on its own rule with max rel err "
+            f"{rows[-1].err:.2g} > {args.tol:g}")
+  else:
+    print("HVP ratio: - (no torch baseline)")
+
+  # -- 2. HVP cost
+  print("\nHVP vs gradient cost (full dataset, steady state, median of "
+        f"{args.repeats} runs after a warm-up):")
+  cost, lines = _hvp_cost(p, args, th)
+  print("\n".join(lines))
+
+  # -- 3. curvature map
+  print()
+  curv, lines = _curvature(p, args, float(ref[0]), cost["hvp_s"])
+  print("\n".join(lines))
+
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"model": spec.label, "samples": spec.samples, "batch": spec.batch,
+                 "num_params": p.num_params, "k": args.k, "tol": args.tol,
+                 "reference": ref.tolist(),
+                 "topk": [{"method": r.method, "hvps": r.hvps, "seconds": r.seconds,
+                           "values": r.values.tolist(), "max_rel_err": r.err} for r in rows],
+                 "jax_first_call_s": first_s, "hvp_cost": cost, "curvature_map": curv}, f,
+                indent=1)
+  return 0 if ok else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,103 @@
+"""Smoke test of scripts/bench_hessian.py, run as a user runs it (subprocess, --quick)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCH_HESSIAN = ROOT / "scripts" / "bench_hessian.py"
+COLUMNS = ["method", "HVPs", "seconds", "eigenvalues max rel err", "ratio"]
+JAX_ROW = "landscape lanczos"
+TORCH_ROW = "pyhessian power iteration (torch)"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+TOL = 1e-3
+
+
+def _load_script():
+  spec = importlib.util.spec_from_file_location("bench_hessian", BENCH_HESSIAN)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module      # dataclasses resolve their module by name
+  spec.loader.exec_module(module)
+  return module
+
+
+def _table(stdout: str) -> dict[str, list[str]]:
+  """The ``|`` table: ``{first cell: cells}``, header included."""
+  lines = stdout.splitlines()
+  starts = [i for i, ln in enumerate(lines) if ln.startswith("method ")]
+  assert len(starts) == 1, stdout
+  rows = {}
+  for line in lines[starts[0]:]:
+    if "|" not in line or line.startswith(" "):   # the indented notes follow the table
+      break
+    cells = [c.strip() for c in line.split("|")]
+    rows[cells[0]] = cells
+  return rows
+
+
+@pytest.mark.slow
+@pytest.mark.script
+def test_bench_hessian_smoke():
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, str(BENCH_HESSIAN), "--quick", "--repeats", "1",
+                         "--tol", str(TOL)],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  out = proc.stdout
+  assert proc.returncode == 0, out + proc.stderr
+  assert "CHECK FAILED" not in out and "MISMATCH" not in out, out
+
+  rows = _table(out)
+  assert rows.pop("method") == COLUMNS
+  assert list(rows) == [JAX_ROW] + ([TORCH_ROW] if HAS_TORCH else []), out
+  for cells in rows.values():
+    assert len(cells) == len(COLUMNS), cells
+    assert int(cells[1]) >= 5, cells                      # at least k HVPs
+    assert float(cells[2]) > 0, cells                     # seconds
+    assert float(cells[3]) >= 0, cells                    # max rel err vs the reference
+
+  jax_hvps, jax_err = int(rows[JAX_ROW][1]), float(rows[JAX_ROW][3])
+  assert jax_err <= TOL, out                              # our top-5 reached the tolerance
+  assert f"top-5 max rel err {rows[JAX_ROW][3]} vs tolerance {TOL:g}: REACHED" in out, out
+  ref = re.search(r"reference: landscape lanczos, (\d+) HVPs .* max residual/abs\(λ\) (\S+);", out)
+  assert ref is not None, out
+  assert float(ref.group(2)) <= 1e-4, out                 # the reference is far tighter than TOL
+
+  if HAS_TORCH:
+    torch_hvps = int(rows[TORCH_ROW][1])
+    assert rows[TORCH_ROW][4] == "1.00"                   # the baseline's own ratio
+    assert float(rows[JAX_ROW][4]) == pytest.approx(jax_hvps / torch_hvps, abs=0.006)
+    verdict = re.search(r"HVP ratio .* = (\d+)/(\d+) = (\S+) \(target <= 1/3\): (PASS|FAIL)", out)
+    assert verdict is not None, out
+    assert (int(verdict.group(1)), int(verdict.group(2))) == (jax_hvps, torch_hvps)
+    assert verdict.group(4) == ("PASS" if jax_hvps <= torch_hvps / 3 else "FAIL")
+    assert re.search(r"torch HVP \(double backward, as PyHessian\) +\S+ ms", out), out
+  else:
+    assert "the PyHessian baseline is skipped" in out
+    assert rows[JAX_ROW][4] == "-" and "HVP ratio: - (no torch baseline)" in out
+
+  hvp = re.search(r"HVP forward-over-reverse \(hessian.hvp_fn\) +(\S+) ms += (\S+)x a gradient "
+                  r"\(target <= 3x\): (PASS|FAIL)", out)
+  assert hvp is not None and float(hvp.group(1)) > 0 and float(hvp.group(2)) > 0, out
+  assert "HVP jax.linearize, first" in out, out
+  curv = re.search(r"(\S+) points/s .* compile (\S+) s", out)
+  assert curv is not None and float(curv.group(1)) > 0 and float(curv.group(2)) > 0, out
+  assert re.search(r"centre: max_eig \S+ vs reference", out), out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--tol", "2"], "--tol must be in (0, 1)"),
+    (["--k", "0"], "--k must be >= 1"),
+    (["--linearize-vectors", "1"], "--linearize-vectors must be >= 2"),
+    (["--k", "6", "--ref-steps", "5"], "--ref-steps (5) must be >= --k (6)"),
+])
+def test_bench_hessian_bad_flags(argv, fragment, capsys):
+  assert _load_script().main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and fragment in err and "\n" not in err, err
