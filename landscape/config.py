@@ -85,7 +85,7 @@ class SurfaceConfig:
   splits: Sequence[str] = ("train", "test")
   batch_size: int | None = 512
   chunk_size: int | None = None    # grid points per compiled call; None: automatic
-  point_mode: str = "auto"         # auto | vmap | map
+  point_mode: str = "auto"         # auto | vmap | affine | map
   factorize: bool = True           # first-layer linearity when the model allows it
   seed: int = 0
   targets: Sequence[str] = ()      # checkpoint epochs or paths for direction=target

@@ -4,14 +4,18 @@ The engine evaluates a *chunk* of grid points per compiled call, each point on t
 whole dataset (the mean over all samples, batched inside the call, DESIGN §3),
 and hands finished chunks to a callback so a caller can stream rows to disk.
 
-Two ways to map over the points of a chunk, chosen per model (DESIGN §6):
+Three ways to map over the points of a chunk, chosen per model (DESIGN §6):
 
 * ``"vmap"``: the data batches are the outer loop (``lax.scan``) and the points the
   inner ``vmap``; best for dense networks (batched matmuls).
+* ``"affine"``: ``"vmap"`` that keeps everything affine in the point's coordinates
+  factorized (:func:`landscape._affine.affine_vmap`): the first layer's
+  pre-activation ``z₀ + x·z₁ + y·z₂`` costs three matmuls per batch for the whole
+  chunk instead of one per point, for any ``loss_fn``, with no model knowledge.
 * ``"map"``: points one after the other (``lax.map``), each scanning the data;
   vmapping a convolution over points turns it into a slow *grouped* convolution,
   so models with convolutions use this mode. ``"auto"`` looks for a convolution in
-  the traced loss.
+  the traced loss: ``"map"`` if there is one, else ``"affine"``.
 
 All local devices are used: points are split over a one-axis device mesh (axis
 :data:`POINT_AXIS`) with ``shard_map``. Several processes (``jax.distributed``) take
@@ -34,13 +38,14 @@ import optax
 from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
+from landscape._affine import affine_vmap
 from landscape._batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
 
 PyTree = Any
 PointFn = Callable[[jax.Array, PyTree], Mapping[str, jax.Array]]
 
-POINT_MODES = ("auto", "vmap", "map")
+POINT_MODES = ("auto", "vmap", "affine", "map")
 # The device-mesh axis the grid points are split over (several local devices only).
 POINT_AXIS = "points"
 
@@ -151,7 +156,8 @@ def evaluate(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
     metrics: extra per-point quantities, ``name -> fn(params, batch) -> scalar``
       (means over the batch, e.g. accuracy in percent).
     chunk_size: grid points per compiled call (``None``: from model size and memory).
-    point_mode: ``"vmap"``, ``"map"`` or ``"auto"`` (see the module docstring).
+    point_mode: ``"vmap"``, ``"affine"``, ``"map"`` or ``"auto"`` (see the module
+      docstring).
     done: ``(ny, nx)`` / ``(nx,)`` bool mask of points to skip (resuming).
     on_chunk: called as ``on_chunk(flat_indices, values)`` after every chunk.
 
@@ -268,7 +274,7 @@ def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: i
   then evened out over the number of calls needed, so that the padded last chunk
   wastes as little as possible (36 points at most 16 a call: 3 calls of 12, not 16).
   """
-  if mode == "vmap":
+  if mode in ("vmap", "affine"):
     per_dev = max(1, min(64, _memory_budget_bytes() // max(1, 4 * point_bytes)))
   else:
     per_dev = 16
@@ -289,9 +295,9 @@ def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[st
   def mean(f, data_):
     return batched_mean(f, data_, batch_size) if reduce else f(data_)
 
-  if mode == "vmap":
+  if mode in ("vmap", "affine"):
     def one(coords, data_):
-      vfn = jax.vmap(point_fn, in_axes=(0, None))
+      vfn = affine_vmap(point_fn) if mode == "affine" else jax.vmap(point_fn, in_axes=(0, None))
       return mean(lambda b: vfn(coords, b), data_)
   else:
     def one(coords, data_):
@@ -363,7 +369,7 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
 
   mode = point_mode
   if mode == "auto":
-    mode = "map" if has_convolution(point_fn, probe_coords, probe_batch) else "vmap"
+    mode = "map" if has_convolution(point_fn, probe_coords, probe_batch) else "affine"
   devices = jax.local_devices()
   ndev = len(devices)
   if point_bytes is None:

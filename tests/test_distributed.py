@@ -109,6 +109,7 @@ def sweep_role():
   cases = {
       "vmap_c5": (point_fn, dict(point_mode="vmap", chunk_size=5)),
       "map_c3": (point_fn, dict(point_mode="map", chunk_size=3)),
+      "affine_c6": (point_fn, dict(point_mode="affine", chunk_size=6)),
       "auto": (point_fn, dict()),
       "line": (line_fn, dict(point_mode="vmap", chunk_size=2, ys=None)),
       "done": (point_fn, dict(point_mode="vmap", chunk_size=4, done=(ii + jj) % 2 == 0)),
@@ -270,7 +271,7 @@ def _check_against_closed_form(arrays):
   prob = _problem()
   t = _points(prob)
   loss, mae, scale, mae_scale = _closed_form(prob, t)
-  for case in ("vmap_c5", "map_c3", "auto"):
+  for case in ("vmap_c5", "map_c3", "affine_c6", "auto"):
     np.testing.assert_array_less(np.abs(arrays[f"{case}/loss"] - loss),
                                  F32_FACTOR * F32_EPS * scale)
     np.testing.assert_array_less(np.abs(arrays[f"{case}/mae"] - mae),
@@ -300,7 +301,7 @@ def _check_same_sweeps(got: dict, ref: dict):
 
 def _check_bookkeeping(arrays, meta):
   full = np.arange(XS.size * YS.size)
-  for case in ("vmap_c5", "map_c3", "auto", "splits"):
+  for case in ("vmap_c5", "map_c3", "affine_c6", "auto", "splits"):
     np.testing.assert_array_equal(arrays[f"{case}/seen"], full)
     assert arrays[f"{case}/done"].all() and meta[case]["num_evaluated"] == full.size
   np.testing.assert_array_equal(arrays["line/seen"], np.arange(XS.size))
@@ -325,7 +326,7 @@ def test_sharded_sweep_on_8_devices_equals_single_device(runs):
   # chunk sizes are rounded up to a multiple of the device count
   assert meta["vmap_c5"]["chunk_size"] == 8 and meta["map_c3"]["chunk_size"] == 8
   assert meta["line"]["chunk_size"] == 8 and meta["auto"]["chunk_size"] % 8 == 0
-  assert meta["auto"]["point_mode"] == "vmap"
+  assert meta["auto"]["point_mode"] == "affine"
   _check_same_sweeps(arrays, ref)
   _check_against_closed_form(arrays)
   _check_bookkeeping(arrays, meta)

@@ -110,7 +110,7 @@ F32_FACTOR = 64
 # ----------------------------------------------------------------------------- closed forms
 
 @pytest.mark.parametrize("kind", ["quadratic", "lstsq"])
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 @pytest.mark.parametrize("chunk_size", [4, 5, 64, None])   # 4 | 28, 5 ∤ 28, 64 > 28, auto
 def test_surface_equals_closed_form_on_non_square_grid(kind, point_mode, chunk_size):
   prob = _problem()
@@ -136,7 +136,7 @@ def test_surface_equals_closed_form_on_non_square_grid(kind, point_mode, chunk_s
 
 
 @pytest.mark.parametrize("kind", ["quadratic", "lstsq"])
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 def test_one_dimensional_sweep(kind, point_mode):
   prob = _problem(1)
   loss_fn, params, dirs, data = _setup(kind, prob, jnp.float32)
@@ -164,7 +164,7 @@ def test_centre_equals_loss_fn(kind):
 
 # ----------------------------------------------------------------------------- batching
 
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 @pytest.mark.parametrize("x64", [True, False], ids=["float64", "float32"])
 def test_batched_equals_unbatched_with_ragged_last_batch(x64, point_mode):
   prob = _problem(3)
@@ -213,7 +213,7 @@ def _tanh_net_loss(p, batch):
   return jnp.mean((jnp.tanh(x @ p["W1"] + p["b1"]) @ p["w2"] - y) ** 2)
 
 
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 def test_flipping_a_direction_mirrors_the_grid(point_mode):
   rng = np.random.default_rng(5)
   params = {"W1": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
@@ -239,7 +239,7 @@ def test_flipping_a_direction_mirrors_the_grid(point_mode):
 # ----------------------------------------------------------------------------- done / on_chunk
 
 @pytest.mark.parametrize("pattern", ["first_half", "checkerboard", "none", "all"])
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 def test_done_points_are_skipped_and_on_chunk_sees_the_rest_once(pattern, point_mode):
   prob = _problem(6)
   loss_fn, params, dirs, data = _setup("lstsq", prob, jnp.float32)
@@ -269,7 +269,7 @@ def test_done_points_are_skipped_and_on_chunk_sees_the_rest_once(pattern, point_
 
 # ----------------------------------------------------------------------------- splits
 
-@pytest.mark.parametrize("point_mode", ["vmap", "map"])
+@pytest.mark.parametrize("point_mode", ["vmap", "affine", "map"])
 def test_splits_equal_separate_sweeps(point_mode):
   prob = _problem(7)
   _, params, dirs, data = _setup("lstsq", prob, jnp.float32)
@@ -331,8 +331,8 @@ def test_flax_factorized_surface_equals_generic(name, images):
   assert surface.has_convolution(obj.loss_fn, obj.params, (x[:2], y[:2])) is (name == "cnn")
   xs, ys = np.linspace(-1, 0, 4), np.linspace(-0.5, 0, 3)
   generic = surface.sweep(obj.point_fn(dirs), xs, ys, (x, y), batch_size=16, chunk_size=5)
-  # "auto" maps over points for a convolution model, vmaps for an MLP
-  assert generic.point_mode == ("map" if name == "cnn" else "vmap")
+  # "auto" maps over points for a convolution model, vmaps (factorized) for an MLP
+  assert generic.point_mode == ("map" if name == "cnn" else "affine")
   point_fn, fdata = obj.factorized(dirs, (x, y), batch_size=16)
   fact = surface.sweep(point_fn, xs, ys, fdata, batch_size=16, chunk_size=5)
 

@@ -1,0 +1,209 @@
+"""affine_vmap: the factorized vmap over grid points against plain ``jax.vmap``.
+
+The reference is ``jax.vmap(fn, in_axes=(0, None))`` — JAX's own batching of the same
+function — in float64, where the reassociated sums of the factorization differ from
+it only by rounding (tolerances from float64's eps); the structural tests check that
+the factorization actually happened (a first-layer matmul without the point axis).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from landscape import losses, models, objective, surface
+from landscape._affine import affine_vmap
+
+F64_EPS = np.finfo(np.float64).eps
+
+
+def _gaussian_like(seed: int, tree, scale: float = 0.3):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: jnp.asarray(scale * rng.normal(size=a.shape), a.dtype), tree)
+
+
+def _coords(num_points: int, dims: int = 2, seed: int = 0, dtype=jnp.float64):
+  return jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, size=(num_points, dims)), dtype)
+
+
+def _compare(point_fn, coords, *args, factor=1e3):
+  """affine_vmap (eager and jitted) equals jax.vmap on every output leaf."""
+  want = jax.vmap(point_fn, in_axes=(0,) + (None,) * len(args))(coords, *args)
+  got = affine_vmap(point_fn)(coords, *args)
+  got_jit = jax.jit(affine_vmap(point_fn))(coords, *args)
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for w, g, gj in zip(jax.tree.leaves(want), jax.tree.leaves(got), jax.tree.leaves(got_jit)):
+    assert g.shape == w.shape == (coords.shape[0],) + w.shape[1:] and g.dtype == w.dtype
+    # sums reassociated (and reduced in another order under jit): a few hundred eps of
+    # the output's dtype (float32 accuracies stay float32 under x64) times its scale
+    atol = factor * np.finfo(w.dtype).eps * (np.max(np.abs(np.asarray(w))) + 1.0)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=atol)
+    np.testing.assert_allclose(np.asarray(gj), np.asarray(w), rtol=0, atol=atol)
+  return got
+
+
+def _count(jaxpr, name: str, pred=lambda eqn: True) -> int:
+  n = 0
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == name and pred(eqn):
+      n += 1
+    for sub in surface._sub_jaxprs(eqn.params):
+      n += _count(sub, name, pred)
+  return n
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("mlp", dict(widths=(8, 8))),
+    ("cnn", dict(features=(4,), dense=8)),
+    ("resnet", dict(depth=8, width=4)),          # BatchNorm in eval mode, skip connections
+])
+def test_flax_models_match_vmap_float64(name, kwargs):
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(6, 8, 8, 1)))
+    y = jnp.asarray(rng.integers(0, 3, size=6), jnp.int32)
+    module = models.get(name, num_outputs=3, **kwargs)
+    variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                             models.init(module, jax.random.key(0), x))
+    obj = objective.build(module, variables, losses.get("cross_entropy"), task="multiclass",
+                          l2=1e-3)
+    dirs = (_gaussian_like(1, obj.params), _gaussian_like(2, obj.params))
+    got = _compare(obj.point_fn(dirs), _coords(7), (x, y))
+    assert set(got) == {"loss", "acc"} and np.ptp(np.asarray(got["loss"])) > 0
+
+
+def test_first_layer_is_computed_once_per_coefficient_not_per_point():
+  """Least squares x·w + b: D + 1 matmuls without the point axis, none with it."""
+  rng = np.random.default_rng(0)
+  params = {"w": jnp.asarray(rng.normal(size=(48, 3)) / 7, jnp.float32),
+            "b": jnp.zeros(3, jnp.float32)}
+  dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
+  x = jnp.asarray(rng.normal(size=(11, 48)), jnp.float32)
+
+  def loss_fn(p, batch):
+    return jnp.mean(jnp.tanh(batch @ p["w"] + p["b"]) ** 2)
+
+  fn = surface.point_loss_fn(loss_fn, params, dirs)
+  coords = _coords(9, dtype=jnp.float32)
+  jaxpr = jax.make_jaxpr(affine_vmap(fn))(coords, x).jaxpr
+  shapes = lambda eqn: tuple(eqn.outvars[0].aval.shape)
+  assert _count(jaxpr, "dot_general", lambda e: shapes(e) == (11, 3)) == 3
+  assert _count(jaxpr, "dot_general", lambda e: len(shapes(e)) == 3) == 0
+  plain = jax.make_jaxpr(jax.vmap(fn, in_axes=(0, None)))(coords, x).jaxpr
+  assert _count(plain, "dot_general", lambda e: sorted(shapes(e)) == [3, 9, 11]) == 1
+  # a contraction shorter than 16 per term (3 terms: 47 < 48) is left to plain vmap
+  short = surface.point_loss_fn(loss_fn, jax.tree.map(lambda a: a[:47], params),
+                                [jax.tree.map(lambda a: a[:47], d) for d in dirs])
+  jaxpr = jax.make_jaxpr(affine_vmap(short))(coords, x[:, :47]).jaxpr
+  assert _count(jaxpr, "dot_general", lambda e: shapes(e) == (11, 3)) == 0
+  assert _count(jaxpr, "dot_general", lambda e: len(shapes(e)) == 3) == 1
+  np.testing.assert_allclose(affine_vmap(fn)(coords, x)["loss"],
+                             jax.vmap(fn, in_axes=(0, None))(coords, x)["loss"],
+                             rtol=64 * np.finfo(np.float32).eps)
+
+
+@jax.custom_vjp
+def _clipped_square(x):
+  return jnp.minimum(x * x, 4.0)
+
+
+_clipped_square.defvjp(lambda x: (_clipped_square(x), x), lambda x, g: (2 * x * g,))
+
+
+def _odd_loss(p, batch):
+  """Every kind of primitive the interpreter treats differently, in one loss."""
+  x, y = batch
+  w = jnp.concatenate([p["w"], jnp.zeros((1, p["w"].shape[1]))], axis=0)   # concat with const
+  w = jnp.pad(w, ((0, 0), (1, 0)), constant_values=0.5)[:, :-1]             # pad, slice
+  xx = jnp.concatenate([x, jnp.ones((x.shape[0], 1))], axis=1)
+  h = jax.jit(lambda a, b: a @ b)(xx, w) / 3.0 - p["b"]                     # nested jit, div, sub
+  h = 1.0 - h.T.reshape(h.shape[::-1]).T                                    # const - affine
+  h = jax.nn.relu(h) + _clipped_square(h)                                   # custom_jvp, custom_vjp
+  c = jax.lax.cond(jnp.sum(h) > 0, lambda t: t * 2.0, lambda t: -t, h)      # cond on a point value
+  s, _ = jax.lax.scan(lambda carry, row: (carry + jnp.sum(row * p["w"][0]), None), 0.0, c)
+  logits = c @ p["v"]
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+  return ce + 1e-3 * s + 1e-2 * jnp.sum(p["w"] ** 2) + jnp.argmax(logits[0]).astype(ce.dtype)
+
+
+def test_control_flow_custom_derivatives_and_edge_primitives_float64():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(5)
+    # 63 features and a ones column: a contraction of 64 >= 16·3 stays factorized
+    params = {"w": jnp.asarray(rng.normal(size=(63, 6)) / 8), "b": jnp.asarray(rng.normal(size=6)),
+              "v": jnp.asarray(rng.normal(size=(6, 3)))}
+    dirs = (_gaussian_like(1, params, 0.03), _gaussian_like(2, params, 0.03))
+    batch = (jnp.asarray(rng.normal(size=(10, 63))), jnp.asarray(rng.integers(0, 3, 10), jnp.int32))
+    fn = surface.point_loss_fn(_odd_loss, params, dirs)
+    _compare(fn, _coords(8), batch)
+
+
+def test_outputs_constant_or_affine_in_the_coordinates():
+  """A value that does not depend on the point, and one exactly linear in it."""
+  with jax.enable_x64(True):
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    dirs = (jax.tree.map(jnp.ones_like, params), jax.tree.map(lambda a: -2 * jnp.ones_like(a), params))
+
+    def fn(coeffs, batch):
+      p = surface.shift(params, dirs, coeffs)
+      return {"const": jnp.sum(batch), "linear": jnp.sum(p["w"] @ batch),
+              "vec": p["w"][0] * 2.0}
+
+    batch = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)))
+    coords = _coords(5)
+    got = _compare(fn, coords, batch)
+    # closed form: Σ (W + a·1 - 2b·1)·B = Σ W·B + (a - 2b)·(2·Σ B)
+    want = float(jnp.sum(params["w"] @ batch)) + (coords[:, 0] - 2 * coords[:, 1]) * 2 * float(jnp.sum(batch))
+    np.testing.assert_allclose(got["linear"], want, rtol=1e3 * F64_EPS)
+    np.testing.assert_allclose(got["const"], np.full(5, float(jnp.sum(batch))), rtol=0)
+
+
+def test_one_dimensional_and_no_data():
+  with jax.enable_x64(True):
+    params = {"w": jnp.asarray([[1.0, -2.0], [0.5, 3.0]])}
+    d = (_gaussian_like(4, params),)
+
+    def loss_fn(p, batch):
+      del batch
+      return jnp.sum(jnp.sin(p["w"] @ p["w"]))
+
+    _compare(surface.point_loss_fn(loss_fn, params, d), _coords(6, dims=1), None)
+
+
+@pytest.mark.parametrize("point_mode", ["affine", "vmap"])
+def test_affine_sweep_equals_map_sweep_on_an_mlp(point_mode):
+  """Through surface.evaluate: batching, padding and chunks around the interpreter."""
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(37, 64)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 4, 37), jnp.int32)
+  module = models.get("mlp", num_outputs=4, widths=(16,))
+  variables = models.init(module, jax.random.key(1), x)
+  obj = objective.build(module, variables, losses.get("cross_entropy"), task="multiclass")
+  dirs = (_gaussian_like(1, obj.params), _gaussian_like(2, obj.params))
+  xs, ys = np.linspace(-1, 1, 5), np.linspace(-0.5, 1, 4)
+  ref = surface.evaluate(obj.loss_fn, obj.params, dirs, xs, ys, data=(x, y), batch_size=10,
+                         metrics=obj.metrics, point_mode="map", chunk_size=4)
+  got = surface.evaluate(obj.loss_fn, obj.params, dirs, xs, ys, data=(x, y), batch_size=10,
+                         metrics=obj.metrics, point_mode=point_mode, chunk_size=7)
+  assert got.point_mode == point_mode
+  # float32, a fan-in-64 first layer reassociated: a few eps of the loss (measured ≤ 2)
+  np.testing.assert_allclose(got.values["loss"], ref.values["loss"],
+                             rtol=32 * np.finfo(np.float32).eps)
+  assert np.mean(got.values["acc"] == ref.values["acc"]) >= 0.9
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted(n, coords, x):
+  return affine_vmap(lambda c, b: jnp.sum(jnp.tanh(b * c[0] + c[1])) * n)(coords, x)
+
+
+def test_inside_jit_with_traced_arguments():
+  coords = _coords(4, dtype=jnp.float32)
+  x = jnp.linspace(-1, 1, 5, dtype=jnp.float32)
+  want = jax.vmap(lambda c: jnp.sum(jnp.tanh(x * c[0] + c[1])) * 3)(coords)
+  np.testing.assert_allclose(_jitted(3, coords, x), want, rtol=8 * np.finfo(np.float32).eps)
