@@ -81,6 +81,7 @@ def affine_vmap(fn: Callable) -> Callable:
 
   The affine prefix of ``fn`` (everything computed from ``args`` and affinely from
   ``coeffs``) runs once for all points; the rest runs per point, under one ``jax.vmap``.
+  Repeated computations are evaluated once (see :func:`dedupe`).
 
   Args:
     fn: ``fn(coeffs (D,), *args) -> pytree of arrays``; pure and traceable.
@@ -93,20 +94,18 @@ def affine_vmap(fn: Callable) -> Callable:
     coords = jnp.asarray(coords)
     if coords.ndim != 2:
       raise ValueError(f"coords must have shape (points, D), got {coords.shape}")
-    spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(
-        spec(coords[0]), *jax.tree.map(spec, args))
+    closed, out_shape = _trace(fn, coords[0], *args)
     num_coords = coords.shape[1]
     eye = jnp.eye(num_coords, dtype=coords.dtype)
     start = _Affine(jnp.zeros((num_coords,), coords.dtype),
                     [eye[k] for k in range(num_coords)])
     invals = [start, *jax.tree.leaves(args)]
-    _, env, record = _prefix(closed.jaxpr, closed.consts, invals)
+    _, env, record = _prefix(closed.jaxpr, closed.consts, invals, {})
 
     def rest(c):
-      memo: dict = {}
-      point = lambda v: _at_point(v, c, memo)
-      return [point(v) for v in _rest(closed.jaxpr, env, record, invals, point)]
+      materialized: dict = {}
+      point = lambda v: _at_point(v, c, materialized)
+      return [point(v) for v in _rest(closed.jaxpr, env, record, invals, point, {})]
 
     flat = jax.vmap(rest)(coords)
     flat = [jnp.broadcast_to(o, (coords.shape[0], *jnp.shape(s)))
@@ -114,6 +113,29 @@ def affine_vmap(fn: Callable) -> Callable:
     return jax.tree.unflatten(jax.tree.structure(out_shape), flat)
 
   return wrapped
+
+
+def dedupe(fn: Callable) -> Callable:
+  """``fn`` with repeated computations evaluated once (common-subexpression elimination).
+
+  A loss and its metrics given as separate functions (``loss_fn`` and
+  ``metrics={"acc": ...}``) each run the network's forward pass on the same
+  parameters and batch; XLA does not merge the two (measured: a ResNet-20 sweep 1.7x
+  slower with an accuracy metric). This evaluates the jaxpr of ``fn`` with nested
+  calls inlined and equal equations (same primitive, parameters and operands) bound
+  once, so the forward pass runs once.
+  """
+  def wrapped(*args):
+    closed, out_shape = _trace(fn, *args)
+    outs, _, _ = _prefix(closed.jaxpr, closed.consts, jax.tree.leaves(args), {})
+    return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+  return wrapped
+
+
+def _trace(fn, *args):
+  spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+  return jax.make_jaxpr(fn, return_shape=True)(*jax.tree.map(spec, args))
 
 
 def _literal(v):
@@ -134,12 +156,27 @@ def _sub_jaxpr(eqn):
   return (sub.jaxpr, sub.consts) if hasattr(sub, "consts") else (sub, ())
 
 
-def _prefix(jaxpr, consts, args):
+def _cse_key(eqn, env):
+  """A hashable key of the equation and the identity of its operands, or ``None``."""
+  if eqn.effects:
+    return None
+  operands = tuple(("lit", repr(v.val), str(v.aval)) if _literal(v) else id(env[v])
+                   for v in eqn.invars)
+  key = (eqn.primitive, tuple(sorted(eqn.params.items())), operands)
+  try:
+    hash(key)
+  except TypeError:       # an array or other unhashable parameter: no merging
+    return None
+  return key
+
+
+def _prefix(jaxpr, consts, args, memo):
   """Pass 1, once for all points: constants and affine values; the rest deferred.
 
   Returns the outputs (values, or :data:`_DEFERRED`), the environment of every
   variable, and a record per equation: ``None`` (evaluated here), ``"defer"`` (per
-  point), or ``(env, record)`` of an inlined call with deferred parts.
+  point), or ``(env, record)`` of an inlined call with deferred parts. ``memo``
+  (shared by nested calls) maps :func:`_cse_key` to earlier results.
   """
   env: dict = {}
   read = lambda v: v.val if _literal(v) else env[v]
@@ -151,12 +188,17 @@ def _prefix(jaxpr, consts, args):
   for eqn in jaxpr.eqns:
     invals = [read(v) for v in eqn.invars]
     sub = _sub_jaxpr(eqn)
+    deferred_in = any(isinstance(v, _Deferred) for v in invals)
+    key = None if sub is not None or deferred_in else _cse_key(eqn, env)
     outvals = None
-    if any(isinstance(v, (_Affine, _Deferred)) for v in invals) and sub is not None:
-      outvals, sub_env, sub_record = _prefix(sub[0], sub[1], invals)
+    if key is not None and key in memo:
+      outvals = memo[key][0]
+      record.append(None)
+    elif sub is not None:
+      outvals, sub_env, sub_record = _prefix(sub[0], sub[1], invals, memo)
       deferred = any(r is not None for r in sub_record)
       record.append((sub_env, sub_record) if deferred else None)
-    elif any(isinstance(v, _Deferred) for v in invals):
+    elif deferred_in:
       record.append("defer")
     elif any(isinstance(v, _Affine) for v in invals):
       outvals = _affine_rule(eqn, invals)
@@ -166,18 +208,20 @@ def _prefix(jaxpr, consts, args):
       record.append(None)
     if outvals is None:
       outvals = [_DEFERRED] * len(eqn.outvars)
+    if key is not None and key not in memo and not any(isinstance(o, _Deferred) for o in outvals):
+      memo[key] = (outvals, invals)       # operands kept alive: their ids stay unique
     for v, val in zip(eqn.outvars, outvals):
       if not _is_drop(v):
         env[v] = val
   return [read(v) for v in jaxpr.outvars], env, record
 
 
-def _rest(jaxpr, prefix_env, record, args, point):
+def _rest(jaxpr, prefix_env, record, args, point, memo):
   """Pass 2, per point: the deferred equations, the prefix's values at hand.
 
   ``args`` are this jaxpr's inputs at the point (prefix values or per-point values);
   an affine value becomes its value at the point (``point``) only when a deferred
-  equation reads it.
+  equation reads it. ``memo`` merges equal deferred equations (see :func:`_cse_key`).
   """
   env = dict(prefix_env)
   read = lambda v: v.val if _literal(v) else env[v]
@@ -186,12 +230,19 @@ def _rest(jaxpr, prefix_env, record, args, point):
   for eqn, rec in zip(jaxpr.eqns, record):
     if rec is None:
       continue
-    invals = [read(v) for v in eqn.invars]
     if rec == "defer":
-      outvals = _bind(eqn, [point(v) for v in invals])
+      key = _cse_key(eqn, env)
+      if key is not None and key in memo:
+        outvals = memo[key][0]
+      else:
+        invals = [read(v) for v in eqn.invars]
+        outvals = _bind(eqn, [point(v) for v in invals])
+        if key is not None:
+          memo[key] = (outvals, invals)
     else:
       sub_env, sub_record = rec
-      outvals = _rest(_sub_jaxpr(eqn)[0], sub_env, sub_record, invals, point)
+      invals = [read(v) for v in eqn.invars]
+      outvals = _rest(_sub_jaxpr(eqn)[0], sub_env, sub_record, invals, point, memo)
     for v, val in zip(eqn.outvars, outvals):
       if not _is_drop(v):
         env[v] = val

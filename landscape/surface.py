@@ -38,7 +38,7 @@ import optax
 from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
-from landscape._affine import affine_vmap
+from landscape._affine import affine_vmap, dedupe
 from landscape._batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
 
@@ -294,6 +294,10 @@ def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[st
   """
   def mean(f, data_):
     return batched_mean(f, data_, batch_size) if reduce else f(data_)
+
+  # a loss and its metrics share their forward pass (XLA does not merge the copies)
+  if mode != "affine":     # affine_vmap merges them itself
+    point_fn = dedupe(point_fn)
 
   if mode in ("vmap", "affine"):
     def one(coords, data_):

@@ -290,7 +290,7 @@ def _jax_row(method: str, run: Callable[[], surface.Surface], repeats: int,
 
 
 def _jax_generic(p: Problem, point_mode: str, chunk: int | None, repeats: int) -> Row:
-  """Row (a): ``surface.evaluate`` on the plain loss function (no factorization)."""
+  """Row (a): ``surface.evaluate`` on the plain loss and metric functions (no model knowledge)."""
   data = (p.x, p.y)
 
   def run():

@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from landscape import losses, models, objective, surface
-from landscape._affine import affine_vmap
+from landscape._affine import affine_vmap, dedupe
 
 F64_EPS = np.finfo(np.float64).eps
 
@@ -207,3 +207,39 @@ def test_inside_jit_with_traced_arguments():
   x = jnp.linspace(-1, 1, 5, dtype=jnp.float32)
   want = jax.vmap(lambda c: jnp.sum(jnp.tanh(x * c[0] + c[1])) * 3)(coords)
   np.testing.assert_allclose(_jitted(3, coords, x), want, rtol=8 * np.finfo(np.float32).eps)
+
+
+def test_dedupe_runs_a_shared_forward_pass_once():
+  """Loss and accuracy as separate functions: one set of convolutions, same values."""
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(6, 8, 8, 1)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 3, size=6), jnp.int32)
+  module = models.get("cnn", num_outputs=3, features=(4, 4), dense=8)
+  variables = models.init(module, jax.random.key(0), x)
+  obj = objective.build(module, variables, losses.get("cross_entropy"), task="multiclass")
+  dirs = (_gaussian_like(1, obj.params), _gaussian_like(2, obj.params))
+  fn = surface.point_loss_fn(obj.loss_fn, obj.params, dirs, obj.metrics)
+  c = jnp.asarray([0.3, -0.2], jnp.float32)
+  convs = lambda f: _count(jax.make_jaxpr(f)(c, (x, y)).jaxpr, "conv_general_dilated")
+  assert convs(fn) == 4 and convs(dedupe(fn)) == 2
+  want, got = fn(c, (x, y)), jax.jit(dedupe(fn))(c, (x, y))
+  for k in ("loss", "acc"):
+    np.testing.assert_allclose(got[k], want[k], rtol=4 * np.finfo(np.float32).eps)
+  # inside vmap (the sweep's vmap mode) as well
+  cs = _coords(3, dtype=jnp.float32)
+  want = jax.vmap(fn, in_axes=(0, None))(cs, (x, y))
+  got = jax.vmap(dedupe(fn), in_axes=(0, None))(cs, (x, y))
+  np.testing.assert_allclose(got["loss"], want["loss"], rtol=4 * np.finfo(np.float32).eps)
+
+
+def test_dedupe_keeps_different_computations_apart():
+  """Same primitive, different operands or parameters: nothing merged wrongly."""
+  def fn(a, b):
+    return {"s": jnp.sum(a * b), "t": jnp.sum(b * a), "u": jnp.sum(a, axis=0) + jnp.sum(a, axis=1),
+            "v": jnp.sin(a) + jnp.sin(b), "w": jnp.sin(a) - jnp.sin(a)}
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
+  b = jnp.asarray(np.random.default_rng(1).normal(size=(3, 3)), jnp.float32)
+  want, got = fn(a, b), dedupe(fn)(a, b)
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
+  assert _count(jax.make_jaxpr(dedupe(fn))(a, b).jaxpr, "sin") == 2
