@@ -45,10 +45,10 @@ _UNARY_LINEAR = frozenset({
 })
 # A matmul or convolution stays factorized only when its contraction is long enough:
 # per point it then costs D multiply-adds per output element instead of 2·K flops,
-# but the D + 1 components are read from memory. K >= 16·(D + 1) keeps the MLP first
-# layers of the field (fan-in 64 to 3072) and skips a 3x3x3 image convolution (K = 27),
-# whose big output is cheaper to recompute per point than to combine (measured: a CNN
-# sweep 40% slower with its first convolution factorized).
+# but the D + 1 components are read from memory (CPUs do ~20 flops per byte moved).
+# K >= 16·(D + 1) keeps the MLP first layers of the field (fan-in 64 to 3072) and
+# leaves a 3x3x3 image convolution (K = 27), whose large output is about as cheap to
+# recompute per point as to combine, to plain vmap.
 _MIN_CONTRACTION_PER_TERM = 16
 
 # Call-like primitives whose body is inlined (interpreted), so that affine values
@@ -305,7 +305,7 @@ def _affine_rule(eqn, invals):
   num = len(next(v for v in invals if isinstance(v, _Affine)).cs)
 
   def comps(f):
-    """Apply ``f(k, operands)`` to the constant part (k=None) and each component."""
+    """``f(None)`` is the constant part, ``f(k)`` component ``k`` (``None``: zero)."""
     c0 = f(None)
     cs = [f(k) for k in range(num)]
     return [_Affine(_fit(c0, aval), [None if c is None else _fit(c, aval) for c in cs])]

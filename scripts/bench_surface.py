@@ -3,7 +3,9 @@
 The same network, weights, data, directions and grid are evaluated four ways:
 
 * ``jax generic``: ``landscape.surface.evaluate(obj.loss_fn, params, dirs, xs, ys,
-  data=(x, y), batch_size=B, metrics=obj.metrics)`` on the plain loss function.
+  data=(x, y), batch_size=B, metrics=obj.metrics)`` on the plain loss and metric
+  functions (``point_mode="auto"``: ``affine`` without convolutions, which finds the
+  first-layer factorization in the jaxpr of the loss by itself; ``map`` with them).
 * ``jax model-aware``: ``obj.factorized(dirs, (x, y), batch_size=B)`` then
   ``landscape.surface.sweep`` (the first layer is computed once for the whole grid).
 * ``torch original``: a faithful re-implementation of tomgoldstein/loss-landscape's
@@ -35,7 +37,7 @@ Usage::
 
   python scripts/bench_surface.py                      # mlp, cnn, resnet20 on a 6x6 grid
   python scripts/bench_surface.py --quick              # CI size: tiny MLP, 3x3 grid
-  python scripts/bench_surface.py --models mlp --grid 8 --point-mode vmap,map --chunk-size 8,36
+  python scripts/bench_surface.py --models mlp --grid 8 --point-mode vmap,affine,map --chunk-size 8,36
 
 torch is the optional ``bench`` extra (``pip install -e '.[bench]'``); without it the
 torch rows are skipped and the JAX rows still run.
