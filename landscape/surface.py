@@ -28,6 +28,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -283,6 +284,25 @@ def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: i
   return math.ceil(points_per_dev / calls) * num_devices
 
 
+def _or_plain(fast: Callable, plain: Callable) -> Callable:
+  """``fast`` (a jaxpr interpreter of :mod:`landscape._affine`), or ``plain`` if it fails.
+
+  The interpreter re-binds the primitives of a traced point function; should it meet
+  one it cannot (a new JAX primitive with unusual parameters, say), the sweep warns
+  and evaluates the same function without it rather than fail. An error in the
+  function itself is raised again by ``plain``.
+  """
+  def f(*args):
+    try:
+      return fast(*args)
+    except Exception as e:  # noqa: BLE001 - any failure of the optimization falls back
+      warnings.warn(f"landscape.surface: the point-function optimizer failed "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                    "evaluating without it (same values, slower)", RuntimeWarning, stacklevel=2)
+      return plain(*args)
+  return f
+
+
 def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[str] | None,
               reduce: bool = True):
   """``(coords (C, D), data) -> dict of (C,)`` evaluating every point on all of ``data``.
@@ -295,13 +315,16 @@ def _chunk_fn(point_fn: PointFn, batch_size, mode: str, split_names: Sequence[st
   def mean(f, data_):
     return batched_mean(f, data_, batch_size) if reduce else f(data_)
 
+  plain_fn = point_fn
   # a loss and its metrics share their forward pass (XLA does not merge the copies)
   if mode != "affine":     # affine_vmap merges them itself
-    point_fn = dedupe(point_fn)
+    point_fn = _or_plain(dedupe(point_fn), point_fn)
 
   if mode in ("vmap", "affine"):
     def one(coords, data_):
-      vfn = affine_vmap(point_fn) if mode == "affine" else jax.vmap(point_fn, in_axes=(0, None))
+      vfn = jax.vmap(point_fn, in_axes=(0, None))
+      if mode == "affine":
+        vfn = _or_plain(affine_vmap(plain_fn), vfn)
       return mean(lambda b: vfn(coords, b), data_)
   else:
     def one(coords, data_):

@@ -243,3 +243,22 @@ def test_dedupe_keeps_different_computations_apart():
   for k in want:
     np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
   assert _count(jax.make_jaxpr(dedupe(fn))(a, b).jaxpr, "sin") == 2
+
+
+@pytest.mark.parametrize("point_mode", ["affine", "map"])
+def test_sweep_falls_back_to_plain_evaluation_when_the_interpreter_fails(point_mode, monkeypatch):
+  from landscape import _affine
+
+  params = {"w": jnp.asarray([1.0, -2.0], jnp.float32)}
+  dirs = ({"w": jnp.asarray([1.0, 0.0], jnp.float32)}, {"w": jnp.asarray([0.0, 1.0], jnp.float32)})
+  xs, ys = np.linspace(-1, 1, 5), np.linspace(0, 1, 3)
+  loss_fn = lambda p, batch: jnp.sum(p["w"] ** 2)
+  want = (1.0 + xs[None, :]) ** 2 + (-2.0 + ys[:, None]) ** 2
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("unsupported primitive")
+
+  monkeypatch.setattr(_affine, "_prefix", broken)
+  with pytest.warns(RuntimeWarning, match="optimizer failed .*unsupported primitive"):
+    s = surface.evaluate(loss_fn, params, dirs, xs, ys, point_mode=point_mode, chunk_size=6)
+  np.testing.assert_allclose(s.values["loss"], want, rtol=4 * np.finfo(np.float32).eps)
