@@ -262,3 +262,48 @@ def test_sweep_falls_back_to_plain_evaluation_when_the_interpreter_fails(point_m
   with pytest.warns(RuntimeWarning, match="optimizer failed .*unsupported primitive"):
     s = surface.evaluate(loss_fn, params, dirs, xs, ys, point_mode=point_mode, chunk_size=6)
   np.testing.assert_allclose(s.values["loss"], want, rtol=4 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("helper", [jnp.atleast_1d, jnp.clip,
+                                    jax.jit(lambda a: a),
+                                    jax.checkpoint(lambda a: a)])
+def test_a_call_that_returns_a_per_point_input_unchanged(helper):
+  """Regression: jnp.atleast_1d is a jitted identity on a per-point value."""
+  with jax.enable_x64(True):
+    fn = lambda c, b: {"y": helper(jnp.sin(c[0] * b)) * 2.0}
+    _compare(fn, _coords(5), jnp.linspace(-1.0, 1.0, 4))
+
+
+def test_coordinates_that_are_not_real_floats_or_empty_use_plain_vmap():
+  fn = lambda c, b: c // 2 + b
+  ints = jnp.asarray([[3, -5], [7, 2]], jnp.int32)
+  np.testing.assert_array_equal(affine_vmap(fn)(ints, 1), jax.vmap(fn, in_axes=(0, None))(ints, 1))
+  cplx = jnp.asarray([[1 + 2j, 0.5 - 1j]], jnp.complex64)
+  conj = lambda c: jnp.conj(c) * 2.0
+  np.testing.assert_allclose(affine_vmap(conj)(cplx), jax.vmap(conj)(cplx))
+  assert affine_vmap(lambda c: jnp.sum(c))(jnp.zeros((0, 2))).shape == (0,)
+
+
+def test_python_scalars_stay_static():
+  """A Python int used as a shape works as under jax.vmap (and in dedupe)."""
+  fn = lambda c, n: jnp.sum(jnp.ones(n) * c[0])
+  coords = _coords(3, dtype=jnp.float32)
+  np.testing.assert_allclose(affine_vmap(fn)(coords, 4), 4 * coords[:, 0], rtol=1e-6)
+  assert float(dedupe(lambda n, s: jnp.zeros(n).sum() + len(s))(3, "abc")) == 3.0
+
+
+def test_a_narrowing_cast_is_evaluated_per_point():
+  """(1000.3 - 1000·c) cast to float16 after the cancellation, not before."""
+  fn = lambda c: (1000.3 - 1000.0 * c[0]).astype(jnp.float16).astype(jnp.float32)
+  coords = jnp.asarray([[1.0], [0.5]], jnp.float32)
+  np.testing.assert_array_equal(affine_vmap(fn)(coords), jax.vmap(fn)(coords))
+
+
+def test_checkpoints_survive_dedupe():
+  """A checkpointed forward's recomputation is not merged with the original (prevent_cse)."""
+  net = jax.checkpoint(lambda w, x: jnp.sin(jnp.sin(x @ w)))
+  f = lambda w, x: jax.grad(lambda w_: jnp.sum(net(w_, x)))(w)
+  w, x = jnp.ones((4, 4)), jnp.ones((2, 4))
+  assert (_count(jax.make_jaxpr(dedupe(f))(w, x).jaxpr, "sin")
+          == _count(jax.make_jaxpr(f)(w, x).jaxpr, "sin"))
+  np.testing.assert_allclose(dedupe(f)(w, x), f(w, x), rtol=1e-6)
