@@ -307,3 +307,18 @@ def test_checkpoints_survive_dedupe():
   assert (_count(jax.make_jaxpr(dedupe(f))(w, x).jaxpr, "sin")
           == _count(jax.make_jaxpr(f)(w, x).jaxpr, "sin"))
   np.testing.assert_allclose(dedupe(f)(w, x), f(w, x), rtol=1e-6)
+
+
+def test_an_error_in_the_loss_itself_is_raised_without_an_optimizer_warning():
+  import warnings
+
+  params = {"w": jnp.ones((3,), jnp.float32)}
+  dirs = (params, params)
+
+  def bad_loss(p, batch):
+    return jnp.sum(p["w"] @ jnp.ones((4, 2)))     # (3,) @ (4, 2): the user's shape error
+
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    with pytest.raises(TypeError, match="dot_general"):
+      surface.evaluate(bad_loss, params, dirs, [0.0, 1.0], [0.0, 1.0], point_mode="affine")
