@@ -341,21 +341,30 @@ def _affine_rule(eqn, invals):
     cs = [f(k) for k in range(num)]
     return [_Affine(_fit(c0, aval), [None if c is None else _fit(c, aval) for c in cs])]
 
+  def through(i):
+    """``eqn`` on each component of affine operand ``i``, the other operands fixed."""
+    a = invals[i]
+
+    def f(k):
+      part = a.c0 if k is None else a.cs[k]
+      if part is None:
+        return None
+      ops = list(invals)
+      ops[i] = part
+      return _one(eqn, ops)
+    return comps(f)
+
   if name in _UNARY_LINEAR and len(invals) == 1:
-    a = invals[0]
-    return comps(lambda k: _one(eqn, [a.c0 if k is None else a.cs[k]])
-                 if k is None or a.cs[k] is not None else None)
+    return through(0)
   if name == "convert_element_type":
-    a = invals[0]
     new = eqn.params.get("new_dtype")
-    old = jnp.result_type(a.c0)
+    old = jnp.result_type(invals[0].c0)
     # a narrowing cast rounds each component separately: the error would scale with
     # Σ|c_k·v_k| instead of the value (cancellation in bf16/f16), so it runs per point
     if not (jnp.issubdtype(old, jnp.inexact) and new is not None
             and jnp.issubdtype(new, jnp.inexact) and np.dtype(new).itemsize >= old.itemsize):
       return None
-    return comps(lambda k: _one(eqn, [a.c0 if k is None else a.cs[k]])
-                 if k is None or a.cs[k] is not None else None)
+    return through(0)
   if name in ("add", "add_any", "sub") and len(invals) == 2:
     a, b = invals
     sign = -1 if name == "sub" else 1
@@ -378,21 +387,9 @@ def _affine_rule(eqn, invals):
   if name in ("mul", "dot_general", "conv_general_dilated") and len(invals) == 2 and sum(is_aff) == 1:
     if name != "mul" and _contraction_size(eqn) < _MIN_CONTRACTION_PER_TERM * (num + 1):
       return None
-    i = is_aff.index(True)
-    a = invals[i]
-
-    def f(k):
-      part = a.c0 if k is None else a.cs[k]
-      if part is None:
-        return None
-      ops = list(invals)
-      ops[i] = part
-      return _one(eqn, ops)
-    return comps(f)
+    return through(is_aff.index(True))
   if name == "div" and len(invals) == 2 and is_aff == [True, False]:
-    a, b = invals
-    return comps(lambda k: _one(eqn, [a.c0 if k is None else a.cs[k], b])
-                 if k is None or a.cs[k] is not None else None)
+    return through(0)
   if name == "pad" and is_aff == [True, False]:
     a, pv = invals
     zero = jnp.zeros((), jnp.result_type(a.c0))
