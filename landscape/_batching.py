@@ -36,7 +36,11 @@ def num_samples(data: PyTree) -> int:
     raise DataError(
         f"data leaves must share a leading sample axis; got leading sizes {sorted(sizes)} "
         "(pass e.g. (x, y) with x.shape[0] == y.shape[0])")
-  return sizes.pop()
+  n = sizes.pop()
+  if n == 0:
+    raise DataError("data has 0 samples: every mean over it would be NaN; pass at least one "
+                    "sample (check the dataset split and n_train/n_test)")
+  return n
 
 
 def check_batch_size(batch_size: int | None) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
-from landscape.errors import LandscapeError
+from landscape.errors import ConfigError, LandscapeError
 
 DEFAULT_OUT = "results/default"
 
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--interp", type=int, help="resample to an N x N grid (bilinear)")
   p.add_argument("--log", action="store_true", help="height log(loss + 0.1), as the original")
   p.add_argument("--zmax", type=float, help="clip the loss at this value")
-  p.add_argument("--out", help="output .vts path")
+  p.add_argument("--out", help="output .vts path (default: FILE_FIELD.vts beside the file)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
   p = sub.add_parser("info", help="summarize a result file")
   p.add_argument("file")
@@ -144,11 +146,29 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     return _dispatch(args)
   except LandscapeError as e:
-    print(f"landscape: error: {e}", file=sys.stderr)
-    return 2
+    return _error(str(e))
   except KeyboardInterrupt:
     print("landscape: interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+  except MemoryError:
+    return _error("out of host memory; use a smaller grid, --chunk-size or --batch-size "
+                  "(a sweep resumes where it stopped)")
+  except OSError as e:  # a file-system fault no check foresaw (full disk, read-only mount)
+    if os.environ.get("LANDSCAPE_TRACEBACK"):
+      raise
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    return _error(f"cannot access{where}: {e.strerror or e}; check the path, its permissions "
+                  "and free space, then rerun the same command (finished work is kept)")
+  except Exception as e:  # noqa: BLE001 - accelerator out of memory, reported in one line
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    return _error("the device ran out of memory; pass a smaller --chunk-size or --batch-size "
+                  "(a sweep resumes where it stopped)")
+
+
+def _error(text: str) -> int:
+  print(f"landscape: error: {' '.join(text.split())}", file=sys.stderr)
+  return 2
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -165,6 +185,9 @@ def _dispatch(a: argparse.Namespace) -> int:
     else:
       pipeline.run_train(cfg, out, overwrite=a.overwrite)
   elif a.command == "surface":
+    if a.one_d and a.y is not None:
+      raise ConfigError(f"--y {a.y} is ignored by a --1d sweep; drop --y, or drop --1d for a "
+                        "2-D surface")
     pipeline.run_surface(a.run, out=a.out, overrides=[*a.overrides, *_surface_overrides(a)],
                          overwrite=a.overwrite)
   elif a.command == "hessian":
@@ -177,7 +200,7 @@ def _dispatch(a: argparse.Namespace) -> int:
     pipeline.run_plot(a.file, kinds=_csv(a.kind), formats=_csv(a.format) or ("pdf",), out=a.out)
   elif a.command == "export-vtk":
     pipeline.run_export_vtk(a.file, out=a.out, field=a.field, interp=a.interp, log_scale=a.log,
-                            zmax=a.zmax)
+                            zmax=a.zmax, overwrite=a.overwrite)
   elif a.command == "info":
     print(pipeline.run_info(a.file))
   return 0

@@ -295,7 +295,9 @@ def load(path: str | Path) -> Config:
 
 
 def dump(cfg: Config, path: str | Path) -> None:
-  Path(path).write_text(yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False))
+  """Write the config as YAML, atomically (a temporary file renamed onto ``path``)."""
+  from landscape import io as _io
+  _io.atomic_write(path, yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -347,7 +349,11 @@ def parse_range(text: str, what: str = "range") -> tuple[float, float, int]:
     lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
   except ValueError:
     raise ConfigError(f"bad {what} {text!r}; use min:max:num, e.g. -1:1:51") from None
-  if num < 1 or (num > 1 and not hi > lo) or not all(map(_finite, (lo, hi))):
+  bad = [v for v in (lo, hi) if not _finite(v)]
+  if bad:
+    raise ConfigError(f"bad {what} {text!r}: {bad[0]} is not a finite number; use finite "
+                      "bounds, e.g. -1:1:51")
+  if num < 1 or (num > 1 and not hi > lo):
     raise ConfigError(f"bad {what} {text!r}: need max > min and num >= 1 "
                       "(num = 1 gives the single point min)")
   return lo, hi, num

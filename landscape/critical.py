@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Float
 
+from landscape import _progress
 from landscape._batching import batched_mean, check_batch_size
 from landscape.errors import ConfigError, DataError, ProbeError, unknown_name
 from landscape.hessian import hvp_fn
@@ -411,9 +413,15 @@ def _gnm_body(vg: Callable, matvec_at: Callable, optimizer: optax.GradientTransf
                      ~ok, keep(opt_state, s.opt_state))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "batch_size", "optimizer"))
-def _solve(params0, data, max_steps, tol, opts, *, loss_fn, method, batch_size, optimizer):
-  """The whole search as one ``lax.while_loop``: ``(θ, L, ‖g‖, steps, loss(θ₀))``."""
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "batch_size", "optimizer",
+                                             "report"))
+def _solve(params0, data, max_steps, tol, opts, *, loss_fn, method, batch_size, optimizer,
+           report=False):
+  """The whole search as one ``lax.while_loop``: ``(θ, L, ‖g‖, steps, loss(θ₀))``.
+
+  With ``report`` every iteration ticks the step count and ‖g‖ to the open
+  :class:`landscape._progress.Progress` (compiled in only then).
+  """
   vg = functools.partial(_value_and_grad, loss_fn, data=data, batch_size=batch_size)
   matvec_at = hvp_fn(loss_fn, data, batch_size=batch_size)
   loss0, grad0 = vg(params0)
@@ -426,6 +434,13 @@ def _solve(params0, data, max_steps, tol, opts, *, loss_fn, method, batch_size, 
   gnorm0 = optax.tree.norm(grad0)
   init = _SolveState(params0, loss0, grad0, gnorm0, jnp.asarray(0), ~jnp.isfinite(gnorm0),
                      opt_state)
+  if report:
+    step = body
+
+    def body(s):
+      s = step(s)
+      _progress.tick(s.steps, after=s.gnorm, grad_norm=s.gnorm)
+      return s
   s = jax.lax.while_loop(
       lambda s: (s.steps < max_steps) & (s.gnorm > tol) & ~s.stalled, body, init)
   return s.params, s.loss, s.gnorm, s.steps, loss0
@@ -599,17 +614,21 @@ def _resolve(loss_fn, params0, data, *, method, max_steps, tol, batch_size, inde
 
 
 def _run(search: _Search, params0: PyTree, key: jax.Array | None, *,
-         examine_unconverged: bool = True, name: str = "params0") -> CriticalPoint:
+         examine_unconverged: bool = True, name: str = "params0",
+         desc: str = "critical-point search", final: bool = True) -> CriticalPoint:
   """Search from ``params0`` and classify the end point.
 
   With ``examine_unconverged=False`` (``scan``) a start whose loss is not finite
   or that does not converge comes back unexamined (``index_method="none"``).
+  Inside :func:`landscape._progress.reporting` the steps are reported as ``desc``.
   """
   s = search
   _check_loss_output(s.loss_fn, params0, s.data, s.batch_size)
-  params, loss, gnorm, steps, loss0 = _solve(
-      params0, s.data, s.max_steps, s.tol, s.opts, loss_fn=s.loss_fn, method=s.method,
-      batch_size=s.batch_size, optimizer=s.optimizer)
+  with _progress.progress(s.max_steps, "steps", desc, cap=True, ticks=True,
+                          final=final) as progress:
+    params, loss, gnorm, steps, loss0 = jax.block_until_ready(_solve(
+        params0, s.data, s.max_steps, s.tol, s.opts, loss_fn=s.loss_fn, method=s.method,
+        batch_size=s.batch_size, optimizer=s.optimizer, report=progress.enabled))
   loss0 = float(loss0)
   if not math.isfinite(loss0):
     if not examine_unconverged:
@@ -745,6 +764,7 @@ def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
          dense_threshold: int = 2000, key: jax.Array | None = None,
          eig_tol: float | None = None, slq_runs: int = 4, slq_steps: int = 80,
          dedup_tol: float = 1e-4, keep_unconverged: bool = False,
+         labels: Sequence[str] | None = None,
          **method_options: Any) -> list[CriticalPoint]:
   """Run :func:`find` from many starts; return the distinct critical points by loss.
 
@@ -766,6 +786,9 @@ def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
     keep_unconverged: also return the points that did not reach ``tol``, or whose
       start has a non-finite loss (not deduplicated, not examined:
       ``kind="not_converged"``, ``index_method="none"``, ``index`` NaN).
+    labels: a description of each start for the progress lines (``"grid saddle at
+      (0.1, -0.2)"``); inside :func:`landscape._progress.reporting` every search
+      reports its start (``search 2/5 from ...``), its steps and its end.
 
   Returns:
     A list of :class:`CriticalPoint` sorted by loss (ascending; NaN last).
@@ -794,7 +817,21 @@ def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
                     dense_threshold=dense_threshold, key=key, eig_tol=eig_tol,
                     slq_runs=slq_runs, slq_steps=slq_steps, method_options=method_options)
   keys = jax.random.split(key, len(starts)) if key is not None else [None] * len(starts)
-  found = [_run(search, p, k, examine_unconverged=False) for p, k in zip(starts, keys)]
+  if labels is not None and len(labels) != len(starts):
+    raise ConfigError(f"labels has {len(labels)} entries for {len(starts)} starts; pass one "
+                      "description per start, or None")
+  found = []
+  for i, (p, k) in enumerate(zip(starts, keys)):
+    desc = f"search {i + 1}/{len(starts)}"
+    _progress.message(f"{desc} from {labels[i] if labels is not None else f'start {i}'}")
+    t0 = time.monotonic()
+    point = _run(search, p, k, examine_unconverged=False, desc=desc, final=False)
+    if _progress.active() is not None:
+      _progress.message(
+          f"{desc}: {'converged' if point.converged else 'not converged'} after {point.steps} "
+          f"steps, |grad| {point.grad_norm:.3g}, loss {point.loss:.6g} "
+          f"({_progress.format_seconds(time.monotonic() - t0)})")
+    found.append(point)
   kept: list[CriticalPoint] = []
   for point in sorted((p for p in found if p.converged), key=lambda p: p.loss):
     twin = next((i for i, q in enumerate(kept) if _same_point(q, point, dedup_tol)), None)

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from landscape import _progress
 from landscape._batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ProbeError, unknown_name
 
@@ -272,8 +273,23 @@ def lanczos(matvec: MatVec, v0: PyTree, num_steps: int
   if not isinstance(num_steps, int) or num_steps < 1:
     raise ProbeError(
         f"num_steps must be a positive integer, got {num_steps!r}; pass e.g. num_steps=30")
-  state = jax.lax.fori_loop(0, num_steps, functools.partial(_lanczos_step, matvec),
-                            _init_state(v0, num_steps))
+  return _lanczos_loop(matvec, v0, num_steps)
+
+
+def _lanczos_loop(matvec: MatVec, v0: PyTree, num_steps: int, report: bool = False):
+  """:func:`lanczos` without checks; ``report``: a :func:`_progress.tick` per step.
+
+  The tick's only operand is the (unbatched) loop counter, so under ``vmap`` (SLQ's
+  runs) it fires once per step for all runs together. The curvature maps call
+  :func:`lanczos` (no ticks): there the sweep reports rows.
+  """
+  def body(j, state):
+    state = _lanczos_step(matvec, j, state)
+    if report:
+      _progress.tick(j + 1)
+    return state
+
+  state = jax.lax.fori_loop(0, num_steps, body, _init_state(v0, num_steps))
   return state.alphas, state.betas, state.basis
 
 
@@ -456,9 +472,9 @@ def _default_num_steps(k: int, dim: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "k", "which", "num_steps",
-                                             "batch_size", "return_vectors"))
+                                             "batch_size", "return_vectors", "report"))
 def _eigen_impl(loss_fn, params, data, key, tol, *, k, which, num_steps, batch_size,
-                return_vectors):
+                return_vectors, report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
   v0 = _random_tree(key, params)
   wanted = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
@@ -466,6 +482,8 @@ def _eigen_impl(loss_fn, params, data, key, tol, *, k, which, num_steps, batch_s
   def body(carry):
     j, state, _, _ = carry
     state = _lanczos_step(matvec, j, state)
+    if report:   # compiled in only when reported: a callback costs ~0.1 ms a step
+      _progress.tick(j + 1, after=state.alphas[j])
     ritz = _ritz(state.alphas, state.betas, j + 1)
     done = functools.reduce(jnp.logical_and, [
         _converged(ritz[0], ritz[2], _select(j + 1, k, largest), j + 1, tol)
@@ -562,9 +580,13 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
     raise ProbeError(f"tol must be a non-negative number, got {tol!r}; pass e.g. tol=1e-6")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
   dtype = _dtype(params)
-  n, out = _eigen_impl(loss_fn, params, data, key, jnp.asarray(tol, dtype), k=int(k), which=which,
-                       num_steps=min(int(num_steps), dim), batch_size=batch_size,
-                       return_vectors=bool(return_vectors))
+  steps = min(int(num_steps), dim)
+  with _progress.progress(steps, "steps", f"Hessian eigenvalues ({which}, Lanczos)",
+                          cap=tol > 0, ticks=True) as progress:
+    n, out = jax.block_until_ready(_eigen_impl(
+        loss_fn, params, data, key, jnp.asarray(tol, dtype), k=int(k), which=which,
+        num_steps=steps, batch_size=batch_size, return_vectors=bool(return_vectors),
+        report=progress.enabled))
   results = tuple(Eigen(values, vectors, int(n), residuals) for values, vectors, residuals in out)
   return results if which == "both" else results[0]
 
@@ -619,13 +641,37 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
 
 # -------------------------------------------------------------------------- trace
 
-def _map(f: Callable, xs: Any, chunk: int | None) -> Any:
-  return jax.vmap(f)(xs) if chunk is None else jax.lax.map(f, xs, batch_size=chunk)
+def _map(f: Callable, xs: Any, chunk: int | None, report: bool = False) -> Any:
+  """``vmap(f)(xs)``, or ``lax.map`` in blocks of ``chunk``; with ``report`` a tick per block.
+
+  Each tick adds the block's size and waits for one entry of its result (an
+  unbatched scalar: one callback per block, not per probe).
+  """
+  if not report:
+    return jax.vmap(f)(xs) if chunk is None else jax.lax.map(f, xs, batch_size=chunk)
+
+  def block(x):
+    out = jax.vmap(f)(x)
+    size = jax.tree.leaves(x)[0].shape[0]
+    _progress.tick(size, add=True, after=jax.tree.leaves(out)[0].reshape(-1)[0])
+    return out
+
+  n = jax.tree.leaves(xs)[0].shape[0]
+  if chunk is None or chunk >= n:
+    return block(xs)
+  full = n // chunk * chunk
+  head = jax.tree.map(lambda a: a[:full].reshape(n // chunk, chunk, *a.shape[1:]), xs)
+  out = jax.tree.map(lambda a: a.reshape(full, *a.shape[2:]), jax.lax.map(block, head))
+  if full == n:
+    return out
+  rest = block(jax.tree.map(lambda a: a[full:], xs))
+  return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "num_samples", "method", "batch_size",
-                                             "probe_chunk"))
-def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, probe_chunk):
+                                             "probe_chunk", "report"))
+def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, probe_chunk,
+                report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
 
   def quadratic(z):
@@ -635,15 +681,17 @@ def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, 
     return _random_tree(k, params, "rademacher")
 
   if method == "hutchinson":
-    q = _map(lambda k: quadratic(rademacher(k)), jax.random.split(key, num_samples), probe_chunk)
+    q = _map(lambda k: quadratic(rademacher(k)), jax.random.split(key, num_samples), probe_chunk,
+             report)
     return jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(num_samples)
   s = num_samples // 3
   g = num_samples - 2 * s
   sketch_key, residual_key = jax.random.split(key)
-  hs = _map(lambda k: matvec(rademacher(k)), jax.random.split(sketch_key, s), probe_chunk)
+  hs = _map(lambda k: matvec(rademacher(k)), jax.random.split(sketch_key, s), probe_chunk,
+            report)
   q_mat, _ = jnp.linalg.qr(_rows_to_matrix(hs).T)           # (n, s), orthonormal columns
   q_rows = _matrix_to_rows(q_mat.T, params)
-  trace_q = jnp.sum(_map(quadratic, q_rows, probe_chunk))   # tr(Qᵀ H Q)
+  trace_q = jnp.sum(_map(quadratic, q_rows, probe_chunk, report))   # tr(Qᵀ H Q)
 
   def residual_quadratic(k):
     z = rademacher(k)
@@ -651,7 +699,7 @@ def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, 
                                        q_rows))
     return quadratic(z)
 
-  q = _map(residual_quadratic, jax.random.split(residual_key, g), probe_chunk)
+  q = _map(residual_quadratic, jax.random.split(residual_key, g), probe_chunk, report)
   return trace_q + jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(g)
 
 
@@ -710,8 +758,11 @@ def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyA
   if probe_chunk is not None:
     _check_int("probe_chunk", probe_chunk, 1, "pass a positive chunk size or None")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  return _trace_impl(loss_fn, params, data, key, num_samples=int(num_samples), method=method,
-                     batch_size=batch_size, probe_chunk=probe_chunk)
+  with _progress.progress(int(num_samples), "HVPs", f"Hessian trace ({method})",
+                          ticks=True) as progress:
+    return jax.block_until_ready(_trace_impl(
+        loss_fn, params, data, key, num_samples=int(num_samples), method=method,
+        batch_size=batch_size, probe_chunk=probe_chunk, report=progress.enabled))
 
 
 # ------------------------------------------------------------------------ density
@@ -734,12 +785,14 @@ class Density(NamedTuple):
   num_hvps: int
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_runs", "num_steps", "batch_size"))
-def _slq_impl(loss_fn, params, data, key, *, num_runs, num_steps, batch_size):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_runs", "num_steps", "batch_size",
+                                             "report"))
+def _slq_impl(loss_fn, params, data, key, *, num_runs, num_steps, batch_size, report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
 
   def run(k):
-    alphas, betas, _ = lanczos(matvec, _random_tree(k, params, "rademacher"), num_steps)
+    alphas, betas, _ = _lanczos_loop(matvec, _random_tree(k, params, "rademacher"), num_steps,
+                                     report=report)
     theta, s = jnp.linalg.eigh(tridiagonal(alphas, betas))
     return theta, s[0] ** 2
 
@@ -806,8 +859,11 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
                        f"finite number or None, got {value!r}; pass {name}=None for the default")
   loss_fn, dim = _prepare(loss_fn, params, data, key, batch_size)
   steps = min(int(num_steps), dim)
-  theta, tau = _slq_impl(loss_fn, params, data, key, num_runs=int(num_runs), num_steps=steps,
-                         batch_size=batch_size)
+  with _progress.progress(steps, "steps", f"spectral density (SLQ, {int(num_runs)} runs)",
+                          ticks=True) as progress:
+    theta, tau = jax.block_until_ready(_slq_impl(
+        loss_fn, params, data, key, num_runs=int(num_runs), num_steps=steps,
+        batch_size=batch_size, report=progress.enabled))
   grid, phi = _smoothed_density(theta, tau, sigma, margin, grid_size=int(grid_size))
   return Density(grid, phi, theta, tau, int(num_runs) * steps)
 
@@ -860,7 +916,7 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
                   data: PyTree = None, *, key: PRNGKeyArray, num_steps: int = 16,
                   batch_size: int | None = None, chunk_size: int | None = None,
                   point_mode: str = "auto", done: np.ndarray | None = None,
-                  on_chunk: Callable | None = None):
+                  on_chunk: Callable | None = None, progress: bool | None = None):
   """Extreme Hessian eigenvalues at every point of a grid (Li et al. 2018, Figs. 7–8).
 
   At each point ``θ + xs[i]·dx (+ ys[j]·dy)`` one Lanczos run of ``num_steps`` HVPs
@@ -882,7 +938,8 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
     key: PRNG key of the Lanczos start vector.
     num_steps: Lanczos steps (= HVPs) per point.
     batch_size: data samples per batch inside each HVP.
-    chunk_size, point_mode, done, on_chunk: as :func:`landscape.surface.sweep`.
+    chunk_size, point_mode, done, on_chunk, progress: as :func:`landscape.surface.sweep`
+      (the progress of a map is its rows; the Lanczos runs inside report nothing).
 
   Returns:
     A :class:`landscape.surface.Surface` with ``values["max_eig"]`` and
@@ -909,4 +966,5 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
 
   return _surface.sweep(point_fn, xs, ys, data, batch_size=batch_size, chunk_size=chunk_size,
                         point_mode=point_mode, done=done, on_chunk=on_chunk,
-                        dtype=_dtype(params), reduce=False)
+                        dtype=_dtype(params), reduce=False, progress=progress,
+                        desc="curvature map")

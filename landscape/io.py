@@ -54,11 +54,15 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import errno
 import importlib.metadata
 import json
 import os
+import re
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -120,20 +124,52 @@ def _plane_str(xs: np.ndarray, ys: np.ndarray | None) -> str:
 
 def _h5_error(path: str, exc: BaseException,
               error: type[LandscapeError] = ResultFileError) -> LandscapeError:
-  """A one-line landscape error for an h5py failure to open or read ``path``."""
+  """A one-line landscape error for an h5py failure to open or read ``path``, by its cause."""
   msg = _one_line(exc)
+  low = msg.lower()
   if isinstance(exc, FileNotFoundError):
     return error(f"{path} does not exist; check the path")
   if isinstance(exc, IsADirectoryError) or os.path.isdir(path):
     return error(f"{path} is a directory, not an HDF5 file; pass the path of a .h5 file")
   if isinstance(exc, PermissionError):
-    return error(f"cannot open {path}: permission denied ({msg}); fix its permissions or "
-                 "choose another path")
-  if isinstance(exc, BlockingIOError) or "lock" in msg.lower():
-    return error(f"{path} is locked by another process ({msg}); one process writes a result "
-                 "file: wait for it to finish, or choose another --out")
-  return error(f"cannot read {path} as HDF5 ({msg}); it may be corrupt: remove it or choose "
-               "another --out")
+    return error(f"cannot open {path}: permission denied; fix its permissions or choose "
+                 "another path")
+  if getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in low:
+    return error(f"cannot write {path}: the disk is full; free space and rerun the same "
+                 "command (finished points are kept), or choose another --out")
+  if isinstance(exc, BlockingIOError) or "unable to lock file" in low:
+    return error(f"{path} is locked by another process; one process writes a result file: "
+                 "wait for it to finish, or choose another --out")
+  if "truncated file" in low:
+    m = re.search(r"eof = (\d+).*stored_eof = (\d+)", msg)
+    size = f" ({m.group(1)} of {m.group(2)} bytes)" if m else ""
+    return error(f"{path} is truncated{size}, e.g. by an interrupted copy or a full disk; "
+                 "copy it again, or remove it to recompute")
+  if "file signature not found" in low:
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return error(f"{path} is not an HDF5 file ({'empty' if size == 0 else f'{size} bytes'}); "
+                 "pass a .h5 result file")
+  return error(f"cannot read {path} as HDF5 ({_short(msg, 120)}); it may be corrupt: remove "
+               "it or choose another path")
+
+
+def _os_error(path: str | os.PathLike, exc: OSError, action: str = "write") -> ResultFileError:
+  """A one-line error for a failed OS-level write of ``path`` (full disk, read-only, ...)."""
+  path = os.fspath(path)
+  code = getattr(exc, "errno", None)
+  if code == errno.ENOSPC:
+    why = "the disk is full; free space and rerun the same command"
+  elif code in (errno.EACCES, errno.EPERM):
+    why = "permission denied; fix the permissions or choose another path"
+  elif code == errno.EROFS:
+    why = "the file system is read-only; choose another path"
+  elif code == errno.ENOTDIR:
+    why = "a component of the path is a file, not a directory; choose another path"
+  elif code == errno.EISDIR:
+    why = "it is a directory; pass a file path"
+  else:
+    why = f"{_short(exc.strerror or exc, 80)}; check the path and free space"
+  return ResultFileError(f"cannot {action} {path}: {why}")
 
 
 def _open_h5(path: str, mode: str, error: type[LandscapeError] = ResultFileError) -> h5py.File:
@@ -264,33 +300,151 @@ def _match_leaves(group: h5py.Group, like: PyTree, path: str,
   return [stored[p] for p in wanted], treedef, like_leaves
 
 
-def _tmp_path(path: str) -> str:
-  head, tail = os.path.split(path)
-  return os.path.join(head, f".{tail}.tmp-{os.getpid()}")
+# ----------------------------------------------------------------------------- safe writes
+# Every file landscape writes goes through this section: new files appear under their
+# name complete or not at all (written beside it, then renamed), a command never writes
+# onto one of its inputs, and nothing the tool did not create is replaced without
+# --overwrite.
+
+
+def _tmp_path(path: str | os.PathLike) -> str:
+  """A temporary sibling of ``path`` that keeps its suffix (matplotlib reads the format)."""
+  head, tail = os.path.split(os.fspath(path))
+  stem, dot, suffix = tail.rpartition(".")
+  name = f".{stem}.tmp-{os.getpid()}.{suffix}" if dot and stem else f".{tail}.tmp-{os.getpid()}"
+  return os.path.join(head, name)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+  """Whether two paths name the same file (links and ``..`` resolved); False if one is missing."""
+  try:
+    return os.path.samefile(a, b)
+  except OSError:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output directory") -> str:
+  """Refuse a directory that cannot be created or written, before any work is done.
+
+  ``path`` may not exist yet: its nearest existing ancestor must then be a writable
+  directory. Nothing is created.
+  """
+  path = os.fspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ResultFileError(f"{what} {path} is an existing file, not a directory; choose "
+                          "another path")
+  probe = path
+  while probe and not os.path.exists(probe):
+    parent = os.path.dirname(probe.rstrip(os.sep))
+    probe = parent if parent != probe else ""
+  probe = probe or "."
+  if not os.path.isdir(probe):
+    raise ResultFileError(f"cannot create {what} {path}: {probe} is a file, not a directory; "
+                          "choose another path")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise ResultFileError(f"cannot write {what} {path}: {probe} is not writable (permission "
+                          "denied or a read-only file system); choose another path")
+  return path
+
+
+def check_output(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                 overwrite: bool = False, derived: bool = False,
+                 flag: str = "--out") -> str:
+  """Refuse to write ``path`` where that would lose something, before any work is done.
+
+  Refused: a path that is one of the command's ``inputs`` (even with ``overwrite``), a
+  directory, an existing file unless ``overwrite`` or ``derived`` (a file this tool wrote
+  from the inputs, such as the default figure or export name), and an unwritable
+  directory.
+  """
+  path = os.fspath(path)
+  for inp in inputs:
+    if same_file(path, inp):
+      raise ResultFileError(f"{flag} {path} is the input file {os.fspath(inp)}; writing there "
+                            f"would destroy it: choose another {flag}")
+  if os.path.isdir(path):
+    raise ResultFileError(f"{flag} {path} is a directory; pass a file path")
+  if os.path.exists(path) and not (overwrite or derived):
+    raise ResultFileError(f"{path} exists; pass --overwrite to replace it, or choose another "
+                          f"{flag}")
+  check_output_dir(os.path.dirname(path) or ".", "directory")
+  return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+  """Yield a temporary sibling of ``path`` to write; on success rename it onto ``path``.
+
+  On any failure the temporary file is removed and ``path`` is untouched; an OS error
+  (full disk, read-only directory) becomes a one-line :class:`ResultFileError`.
+
+  Example:
+    >>> with atomic_path("figures/contour.png") as tmp:
+    ...   fig.savefig(tmp)
+  """
+  path = os.fspath(path)
+  tmp = _tmp_path(path)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except OSError as exc:
+    raise _os_error(path, exc) from None
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
+  """Write ``data`` to ``path`` atomically (temporary sibling, then rename)."""
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      f.write(data.encode("utf-8") if isinstance(data, str) else data)
+      f.flush()
+      os.fsync(f.fileno())
+
+
+def _refuse_locked(path: str) -> None:
+  """Never swap a file out from under a live writer: refuse a locked ``path``."""
+  if os.path.exists(path):
+    try:
+      h5py.File(path, "r").close()
+    except OSError as exc:
+      if isinstance(exc, BlockingIOError) or "unable to lock file" in str(exc).lower():
+        raise _h5_error(path, exc) from None
 
 
 def _create_atomically(path: str, populate) -> None:
   """Write a new HDF5 file with ``populate(f)`` beside ``path``, then rename it onto ``path``."""
   directory = os.path.dirname(path)
-  if directory:
-    os.makedirs(directory, exist_ok=True)
-  if os.path.exists(path):  # never swap a file out from under a live writer
-    try:
-      h5py.File(path, "r").close()
-    except OSError as exc:
-      if isinstance(exc, BlockingIOError) or "lock" in str(exc).lower():
-        raise _h5_error(path, exc) from None
-  tmp = _tmp_path(path)
   try:
+    if directory:
+      os.makedirs(directory, exist_ok=True)
+  except OSError as exc:
+    raise _os_error(directory, exc, "create directory") from None
+  _refuse_locked(path)
+  with atomic_path(path) as tmp:
     with h5py.File(tmp, "w") as f:
       populate(f)
-    os.replace(tmp, path)
-  except OSError as exc:
-    raise ResultFileError(f"cannot write {path} ({_one_line(exc)}); check the directory "
-                          "and free space, or choose another --out") from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+
+
+def _rewrite_atomically(path: str, modify) -> None:
+  """Apply ``modify(f)`` to a copy of the result file ``path``, then rename it onto ``path``.
+
+  A kill or a full disk at any moment leaves either the old file or the new one, whole.
+  """
+  with _open_h5(path, "r") as f:   # a shared lock: refused while another process writes
+    _check_format(f, path)
+  _guard_disk(os.path.dirname(path) or ".", os.path.getsize(path), f"a copy of {path}",
+              "free space first")
+  with atomic_path(path) as tmp:
+    shutil.copyfile(path, tmp)
+    with h5py.File(tmp, "r+") as f:
+      modify(f)
+
+
+def _guard_disk(directory: str, nbytes: int, what: str, fix: str) -> None:
+  from landscape import _guards
+  _guards.check_disk(directory, nbytes, what, fix)
 
 
 def _write_provenance(f: h5py.File, kind: str | None = None) -> None:
@@ -381,6 +535,45 @@ def _read_group(group: h5py.Group, prefix: str = "") -> dict[str, np.ndarray]:
     else:
       out[prefix + key] = _read_array(obj)
   return out
+
+
+#: Free bytes kept in reserve beyond every write into an open HDF5 file (flushed after
+#: each write, so only that write and some metadata are ever dirty). HDF5 cannot
+#: recover from a write that fails half way (the file handle can then be neither flushed
+#: nor closed, and the process crashes at exit), so a write that would leave less than
+#: this free is refused before HDF5 starts it; the file stays as of the last flush.
+WRITE_RESERVE = 512 << 10
+
+
+def _room_to_write(path: str, nbytes: int, kept: str) -> None:
+  from landscape import _guards
+  free = _guards.free_disk(os.path.dirname(path) or ".")
+  if free < nbytes + WRITE_RESERVE:
+    raise ResultFileError(f"cannot write {path}: the disk is full ({_guards.human(free)} free); "
+                          f"{kept}: free space and rerun the same command to resume")
+
+
+def _write_failed(path: str, exc: OSError, kept: str) -> ResultFileError:
+  """The one-line error for a failed write into an open file (typically a full disk)."""
+  low = str(exc).lower()
+  if getattr(exc, "errno", None) == errno.ENOSPC or "no space" in low or "write failed" in low:
+    return ResultFileError(f"cannot write {path}: the disk is full; {kept}: free space and "
+                           "rerun the same command to resume")
+  return ResultFileError(f"cannot write {path} ({_short(_one_line(exc), 120)}); {kept}: fix "
+                         "the cause and rerun the same command to resume")
+
+
+def _close(h5: h5py.File, path: str, kept: str) -> None:
+  """Close an open file (idempotent); a failed final flush becomes a one-line error."""
+  if not h5.id.valid:
+    return
+  try:
+    h5.close()
+  except (OSError, RuntimeError) as exc:
+    with contextlib.suppress(Exception):
+      if h5.id.valid:
+        h5.close()
+    raise _write_failed(path, exc, kept) from None
 
 
 # ----------------------------------------------------------------------------- grid store
@@ -532,9 +725,11 @@ def _verify(f: h5py.File, path: str, req: _Request) -> None:
 def _first_diff(name: str, stored: Any, wanted: Any) -> tuple[str, Any, Any] | None:
   """The first differing entry of two decoded attributes, as ``(dotted name, a, b)``."""
   if isinstance(stored, dict) and isinstance(wanted, dict):
-    for key in sorted(set(stored) | set(wanted), key=str):
-      if key not in stored or key not in wanted:
-        return f"{name}.{key}", stored.get(key, "<absent>"), wanted.get(key, "<absent>")
+    # A key the request does not name (e.g. a speed setting that older files recorded in
+    # their identity) cannot disagree with it.
+    for key in sorted(wanted, key=str):
+      if key not in stored:
+        return f"{name}.{key}", "<absent>", wanted[key]
       diff = _first_diff(f"{name}.{key}", stored[key], wanted[key])
       if diff is not None:
         return diff
@@ -585,6 +780,37 @@ def _extend(f: h5py.File, req: _Request) -> None:
   if req.directions is not None and _DIRECTIONS not in f:
     _write_directions(f, req.directions)
   f.flush()
+
+
+def check_grid_file(path: str | os.PathLike, *, xs, ys=None,
+                    attrs: Mapping[str, Any] | None = None, overwrite: bool = False) -> bool:
+  """Refuse, before any work, a request :meth:`GridFile.open` would refuse later.
+
+  Checks that ``path`` can be written (its directory exists or can be created) and that
+  an existing file is ours, not locked, and agrees with the grid and the identity
+  attributes (directions are compared by :meth:`GridFile.open` once computed).
+
+  Returns:
+    Whether ``path`` exists and will be resumed.
+  """
+  path = os.fspath(path)
+  if os.path.isdir(path):
+    raise ResultFileError(f"{path} is a directory; pass the path of a .h5 result file as --out")
+  check_output_dir(os.path.dirname(path) or ".", "directory")
+  if overwrite or not os.path.exists(path):
+    if os.path.exists(path):
+      _refuse_locked(path)
+    return False
+  req = _request(xs, ys, ("_",), "done", attrs, None, np.float32)
+  with _open_h5(path, "r") as f:
+    try:
+      _verify(f, path, dataclasses.replace(req, fields=()))
+    except (OSError, KeyError, RuntimeError) as exc:
+      raise _h5_error(path, exc) from None
+  if not os.access(path, os.W_OK):
+    raise ResultFileError(f"cannot resume {path}: it is not writable; fix its permissions or "
+                          "choose another --out")
+  return True
 
 
 class GridFile:
@@ -725,6 +951,7 @@ class GridFile:
       >>> g.write(0, {"train_loss": np.ones(7)})
     """
     vals, mask, start, m = self._check_run(flat_start, values, done)
+    _room_to_write(self._path, m * (len(vals) * 8 + 1), "the points computed so far are kept")
     nx = self._xs.size
     offset = 0
     while offset < m:
@@ -732,10 +959,16 @@ class GridFile:
       n = min(nx - col, m - offset)
       index = (slice(col, col + n),) if self._ys is None else (row, slice(col, col + n))
       part = slice(offset, offset + n)
-      self._write_segment(index, {k: v[part] for k, v in vals.items()},
-                          None if mask is None else mask[part])
+      try:
+        self._write_segment(index, {k: v[part] for k, v in vals.items()},
+                            None if mask is None else mask[part])
+      except (OSError, RuntimeError) as exc:
+        raise self._write_error(exc) from None
       offset += n
-    self._h5.flush()
+    self.flush()
+
+  def _write_error(self, exc: OSError) -> ResultFileError:
+    return _write_failed(self._path, exc, "the points computed so far are kept")
 
   def _check_run(self, flat_start, values, done):
     missing = [n for n in self._fields if n not in values]
@@ -790,16 +1023,24 @@ class GridFile:
     Example:
       >>> g.write_group("hessian", {"eigenvalues_largest": lam, "num_hvps": 13})
     """
-    _write_group(self._h5, name, arrays, attrs, replace)
+    _room_to_write(self._path, sum(np.asarray(v).nbytes for v in arrays.values()),
+                   "the points computed so far are kept")
+    try:
+      _write_group(self._h5, name, arrays, attrs, replace)
+    except (OSError, RuntimeError) as exc:
+      raise self._write_error(exc) from None
+    self.flush()
 
   def flush(self) -> None:
     """Flush buffered writes to disk."""
-    self._h5.flush()
+    try:
+      self._h5.flush()
+    except (OSError, RuntimeError) as exc:
+      raise self._write_error(exc) from None
 
   def close(self) -> None:
     """Flush and close the file (idempotent)."""
-    if self._h5.id.valid:
-      self._h5.close()
+    _close(self._h5, self._path, "the points computed so far are kept")
 
   def __enter__(self) -> GridFile:
     return self
@@ -816,17 +1057,45 @@ def write_group(path: str | os.PathLike, name: str, arrays: Mapping[str, Any],
                 attrs: Mapping[str, Any] | None = None, replace: bool = True) -> None:
   """Write a group (``hessian``, ``critical``, ``trajectory``) into an existing result file.
 
+  The file is rewritten as a whole (a copy, changed, renamed onto ``path``), so a killed
+  process or a full disk leaves the old file or the new one, never a half-written group.
+
   Args:
     path: a landscape result file (refused if foreign or missing).
-    name, arrays, attrs, replace: as :meth:`GridFile.write_group`.
+    name, arrays, attrs: as :meth:`GridFile.write_group`.
+    replace: drop the existing group first; with ``False`` the given datasets (and
+      attributes) are (re)written and the group's other datasets kept, e.g. a trace that
+      a probe of the eigenvalues alone did not recompute.
 
   Example:
     >>> write_group("surface.h5", "critical", {"coords": c, "kind": ["min", "saddle"]})
   """
   path = os.fspath(path)
-  with _open_h5(path, "r+") as f:
+  for part in name.split("/"):
+    _check_name("group", part)
+  _rewrite_atomically(path, lambda f: _write_group(f, name, arrays, attrs, replace))
+
+
+def check_result_file(path: str | os.PathLike, *, writable: bool = True) -> str:
+  """Refuse a path that is not an existing landscape result file we may add groups to.
+
+  Called before a probe computes anything, so a foreign, corrupt or read-only file is
+  reported at once, not after the computation.
+  """
+  path = os.fspath(path)
+  with _open_h5(path, "r") as f:
+    fmt = _decode_attr(f.attrs.get("format"))
+    if fmt != FORMAT:
+      raise ResultFileError(f"{path} is not a landscape result file (format="
+                            f"{'missing' if fmt is None else _short(fmt)}); sweep one with "
+                            "`landscape surface --run DIR` and pass that file")
     _check_format(f, path)
-    _write_group(f, name, arrays, attrs, replace)
+  if writable:
+    directory = os.path.dirname(path) or "."
+    if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK | os.X_OK):
+      raise ResultFileError(f"cannot add results to {path}: it or its directory is not "
+                            "writable; fix the permissions or copy the file elsewhere")
+  return path
 
 
 # ----------------------------------------------------------------------------- reading
@@ -904,8 +1173,8 @@ def _load(f: h5py.File, path: str) -> Result:
   ours = _decode_attr(f.attrs.get("format")) == FORMAT
   if ours:
     _check_format(f, path)
-  xs = np.asarray(f[_X][()]).reshape(-1)
-  ys = np.asarray(f[_Y][()]).reshape(-1) if isinstance(f.get(_Y), h5py.Dataset) else None
+  xs = _read_coords(f[_X], path)
+  ys = _read_coords(f[_Y], path) if isinstance(f.get(_Y), h5py.Dataset) else None
   shape = (xs.size,) if ys is None else (ys.size, xs.size)
   result = Result(path=path, attrs=_attrs_dict(f), xs=xs, ys=ys, fields={}, done={},
                   groups={}, is_original_layout=not ours)
@@ -916,13 +1185,38 @@ def _load(f: h5py.File, path: str) -> Result:
   return result
 
 
+def _numeric(ds: h5py.Dataset) -> bool:
+  return ds.dtype.kind in "biuf"
+
+
+def _read_coords(ds: h5py.Dataset, path: str) -> np.ndarray:
+  if not _numeric(ds) or ds.dtype.kind == "b" or ds.size == 0:
+    raise ResultFileError(f"{path}: {ds.name.lstrip('/')} holds {ds.size} values of dtype "
+                          f"{ds.dtype}, not numeric grid coordinates; pass a surface file")
+  arr = np.asarray(ds[()], dtype=np.float64).reshape(-1)
+  if not np.all(np.isfinite(arr)):
+    raise ResultFileError(f"{path}: {ds.name.lstrip('/')} holds non-finite coordinates; "
+                          "pass a surface file with finite grid coordinates")
+  return arr
+
+
+def _bad_field(path: str, name: str, ds: h5py.Dataset, shape: tuple[int, ...]) -> ResultFileError:
+  what = (f"dtype {ds.dtype}, not numbers" if not _numeric(ds)
+          else f"shape {ds.shape}, which does not match the grid's {shape}")
+  return ResultFileError(f"{path}: grid dataset {name!r} has {what} (ny = len(ycoordinates), "
+                         "nx = len(xcoordinates)); fix or remove that dataset")
+
+
 def _load_ours(f: h5py.File, result: Result, shape: tuple[int, ...]) -> None:
   for name, obj in f.items():
     if isinstance(obj, h5py.Group):
       if name != _DIRECTIONS:
         result.groups[name] = _read_group(obj)
         result.group_attrs[name] = _attrs_dict(obj)
-    elif name not in (_X, _Y) and obj.shape == shape:
+    elif name not in (_X, _Y) and ("done" in obj.attrs or name == "done") and (
+        obj.shape != shape or not _numeric(obj)):
+      raise _bad_field(result.path, name, obj, shape)
+    elif name not in (_X, _Y) and obj.shape == shape and _numeric(obj):
       if obj.dtype == np.bool_:
         result.done[name] = np.asarray(obj[()], dtype=bool)
       else:
@@ -932,6 +1226,7 @@ def _load_ours(f: h5py.File, result: Result, shape: tuple[int, ...]) -> None:
 
 _ORIGINAL_EIG = ("max_eig", "min_eig")
 _ORIGINAL_LOSS = ("train_loss", "test_loss", "loss_vals")
+_ORIGINAL_GRID = (*_ORIGINAL_LOSS, *_ORIGINAL_EIG, "train_acc", "test_acc", "acc_vals")
 
 
 def _load_original(f: h5py.File, result: Result, shape: tuple[int, ...]) -> None:
@@ -939,10 +1234,16 @@ def _load_original(f: h5py.File, result: Result, shape: tuple[int, ...]) -> None
   for name, obj in f.items():
     if isinstance(obj, h5py.Group) or name in (_X, _Y):
       continue
-    if obj.ndim == len(shape) and obj.size == size:
+    if obj.ndim == len(shape) and obj.size == size and _numeric(obj):
       result.fields[name] = np.asarray(obj[()], dtype=np.float64).reshape(shape)
     elif obj.ndim == 0:  # e.g. dir_file, the path of the direction file
       result.attrs[name] = _decode_attr(obj[()])
+    elif name in _ORIGINAL_GRID or (obj.size == size and obj.ndim == len(shape)):
+      raise _bad_field(result.path, name, obj, shape)
+  if not result.fields:
+    names = [n for n in f if n not in (_X, _Y)]
+    raise ResultFileError(f"{result.path} holds no numeric dataset of the grid's shape {shape} "
+                          f"(datasets: {_short_list(names)}); pass a surface file")
   # The original's scheduler treats a point as unfilled where its value is <= 0 (files are
   # initialized to -1; min_eig to +1).
   loss = next((n for n in _ORIGINAL_LOSS if n in result.fields), None)
@@ -1131,17 +1432,21 @@ class TrajectoryWriter:
       if arr.shape != ds.shape[1:]:
         raise ConfigError(f"append() leaf {leaf_path} has shape {arr.shape}, the trajectory "
                           f"stores {ds.shape[1:]}; pass parameters of the same model")
-    for ds, (_, leaf) in zip(self._datasets, leaves):
-      ds.resize(keep + 1, axis=0)
-      ds[keep] = _storable(leaf)[0]
-    epochs.resize(keep + 1, axis=0)
-    epochs[keep] = int(epoch)
-    self._h5.flush()
+    _room_to_write(self._path, sum(_storable(leaf)[0].nbytes for _, leaf in leaves),
+                   "the checkpoints are kept")
+    try:
+      for ds, (_, leaf) in zip(self._datasets, leaves):
+        ds.resize(keep + 1, axis=0)
+        ds[keep] = _storable(leaf)[0]
+      epochs.resize(keep + 1, axis=0)
+      epochs[keep] = int(epoch)
+      self._h5.flush()
+    except (OSError, RuntimeError) as exc:
+      raise _write_failed(self._path, exc, "the checkpoints are kept") from None
 
   def close(self) -> None:
     """Flush and close the file (idempotent)."""
-    if self._h5.id.valid:
-      self._h5.close()
+    _close(self._h5, self._path, "the checkpoints are kept")
 
   def __enter__(self) -> TrajectoryWriter:
     return self

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from landscape import _progress
 from landscape import config as _config
 from landscape.errors import ConfigError, LandscapeError, unknown_name
 
@@ -77,35 +78,58 @@ def _train_identity(cfg: _config.Config) -> dict:
 
 def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
               log: Callable[[str], None] = print):
-  """Train as ``cfg`` says into ``out`` (resuming a run with the same config)."""
+  """Train as ``cfg`` says into ``out`` (resuming a run with the same config).
+
+  Everything that can refuse the request (the config, the data, the output directory,
+  an existing run with another config or more epochs) is checked before anything is
+  written or removed.
+  """
   import shutil
+  from landscape import io as _io
   from landscape import train as _train
   out = Path(out)
+  _io.check_output_dir(out, "run directory")
   saved_cfg = out / "config.yaml"
-  if saved_cfg.is_file() and not overwrite:
+  resuming = saved_cfg.is_file() and not overwrite
+  if resuming:
     old = _config.load(saved_cfg)
     if _train_identity(old) != _train_identity(cfg):
       diff = _first_difference(_train_identity(old), _train_identity(cfg))
       raise ConfigError(f"{out} holds a run with a different config ({diff}); pass "
                         "--overwrite to replace it or --out to train elsewhere")
-    if old.train.epochs != cfg.train.epochs and cfg.train.schedule != "constant":
-      log(f"warning: resuming {out} with train.epochs {old.train.epochs} -> {cfg.train.epochs}: "
-          f"the {cfg.train.schedule} schedule of the epochs already trained followed the old "
-          "length, so the result differs from an uninterrupted run")
-  elif overwrite and out.exists():
-    for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
-      p = out / name
-      shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-  # Everything that can reject the config runs before anything is written.
+    done = _train.list_checkpoints(out)
+    if done and done[-1] > cfg.train.epochs:
+      raise ConfigError(f"{out} holds a checkpoint at epoch {done[-1]}, past the "
+                        f"{cfg.train.epochs} epochs asked for (train.epochs); raise epochs, or "
+                        "train afresh elsewhere (--out) or with --overwrite")
   exp = prepare(cfg)
   t = cfg.train
+  _train.check_args(epochs=t.epochs, batch_size=t.batch_size, save_every=t.save_every,
+                    num_samples=int(exp.dataset.x_train.shape[0]))
   steps = max(1, exp.dataset.x_train.shape[0] // t.batch_size)
   sched = _train.make_schedule(t.schedule, lr=t.lr, epochs=t.epochs, steps_per_epoch=steps,
                                step_epochs=t.step_epochs, step_gamma=t.step_gamma,
                                warmup_epochs=t.warmup_epochs)
   tx = _train.make_optimizer(t.optimizer, sched, momentum=t.momentum, nesterov=t.nesterov,
                              b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
-  out.mkdir(parents=True, exist_ok=True)
+  if resuming:
+    old = _config.load(saved_cfg)
+    if old.train.epochs != cfg.train.epochs and cfg.train.schedule != "constant":
+      _progress.warn(f"resuming {out} with train.epochs {old.train.epochs} -> "
+                     f"{cfg.train.epochs}: the {cfg.train.schedule} schedule of the epochs "
+                     "already trained followed the old length, so the result differs from an "
+                     "uninterrupted run")
+  elif overwrite and out.exists():
+    for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
+      p = out / name
+      try:
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+      except OSError as exc:
+        raise _io._os_error(p, exc, "remove") from None
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as exc:
+    raise _io._os_error(out, exc, "create directory") from None
   _config.dump(cfg, saved_cfg)
   ds = exp.dataset
   log(f"training {cfg.model.name} on {cfg.data.name} ({ds.x_train.shape[0]} samples) with "
@@ -271,35 +295,103 @@ def _contiguous_runs(idx: np.ndarray):
   return list(zip(bounds[:-1], bounds[1:]))
 
 
+#: Surface settings that change how fast a sweep runs, not what it computes: they are not
+#: part of a result file's identity, so a sweep may be resumed with other values.
+SPEED_KEYS = ("batch_size", "chunk_size", "point_mode", "factorize")
+
+
+def _surface_attrs(cfg: _config.Config, run_dir: Path) -> dict:
+  """The root attributes of a surface file; ``config`` is its identity (no speed keys)."""
+  cfg_dict = _config.to_dict(cfg)
+  ident = {k: cfg_dict[k] for k in SURFACE_SECTIONS}
+  ident["surface"] = {k: v for k, v in ident["surface"].items() if k not in SPEED_KEYS}
+  s = cfg.surface
+  return {"config": json.dumps(ident, sort_keys=True),
+          "run_config": json.dumps(cfg_dict, sort_keys=True), "seed": s.seed,
+          "direction_kind": s.direction, "norm": s.norm, "ignore": str(s.ignore),
+          "bn_mode": s.bn_mode, "run_dir": str(run_dir)}
+
+
+def _check_surface(s: _config.SurfaceConfig):
+  """Refuse surface settings that would fail or be ignored; ``(xs, ys)`` of the grid."""
+  from landscape import objective as _objective
+  from landscape import surface as _surface
+  xs = _config.grid(s.x, "--x")
+  ys = _config.grid(s.y, "--y") if s.y else None
+  if s.direction not in DIRECTION_KINDS:
+    raise unknown_name("direction", s.direction, DIRECTION_KINDS)
+  if s.targets and s.direction != "target":
+    raise ConfigError(f"--target/surface.targets {list(s.targets)} is used only with --direction "
+                      f"target, not {s.direction!r}; drop the targets or pass --direction target")
+  for name, value in (("batch_size", s.batch_size), ("chunk_size", s.chunk_size)):
+    if value is not None and (isinstance(value, bool) or value < 1):
+      raise ConfigError(f"surface.{name} (--{name.replace('_', '-')}) must be >= 1, got "
+                        f"{value}; omit it for the automatic choice")
+  if s.point_mode not in _surface.POINT_MODES:
+    raise unknown_name("point_mode", s.point_mode, _surface.POINT_MODES)
+  if s.bn_mode not in _objective.BN_MODES:
+    raise unknown_name("bn_mode", s.bn_mode, _objective.BN_MODES)
+  if not s.splits:
+    raise ConfigError("surface.splits is empty; pass --split train, test or train,test")
+  for sp in s.splits:
+    if sp not in ("train", "test"):
+      raise unknown_name("split", sp, ("train", "test"))
+  return xs, ys
+
+
+def _run_inputs(run_dir: Path) -> list[Path]:
+  """The files of a run directory that a sweep reads and must never write onto."""
+  from landscape import train as _train
+  files = [run_dir / "config.yaml", run_dir / "history.csv", run_dir / "trajectory.h5"]
+  files += [run_dir / "ckpt" / f"epoch_{e:04d}.msgpack" for e in _train.list_checkpoints(run_dir)]
+  return [f for f in files if f.exists()]
+
+
+def _surface_out(run_dir: Path, out: str | Path | None) -> Path:
+  return Path(out) if out is not None else run_dir / "landscape.h5"
+
+
+def _precheck_surface(cfg: _config.Config, run_dir: Path, out: Path, overwrite: bool) -> bool:
+  """Refuse a surface request that would be refused later; whether ``out`` is resumed."""
+  from landscape import io as _io
+  xs, ys = _check_surface(cfg.surface)
+  return _io.check_grid_file(out, xs=xs, ys=ys, attrs=_surface_attrs(cfg, run_dir),
+                             overwrite=overwrite)
+
+
+@_progress.reports   # sweeps (and eigen directions) report progress through log
 def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
                 overrides: Sequence[str] = (), overwrite: bool = False,
                 log: Callable[[str], None] = print) -> Path:
-  """Sweep the loss surface of a trained run into an HDF5 file (resumable)."""
+  """Sweep the loss surface of a trained run into an HDF5 file (resumable).
+
+  Every check that can refuse the request runs before the file is created or opened:
+  a refused request leaves the disk as it was.
+  """
+  from landscape import _guards
   from landscape import io as _io
   from landscape import surface as _surface
   run_dir = Path(run_dir)
   exp, variables = load_run(run_dir)
   cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
   s = cfg.surface
-  xs = _config.grid(s.x, "--x")
-  ys = _config.grid(s.y, "--y") if s.y else None
+  out = _surface_out(run_dir, out)
+  _io.check_output(out, inputs=_run_inputs(run_dir), overwrite=True)
+  xs, ys = _check_surface(s)
   ndim = 1 if ys is None else 2
-  if s.direction not in DIRECTION_KINDS:
-    raise unknown_name("direction", s.direction, DIRECTION_KINDS)
+  attrs = _surface_attrs(cfg, run_dir)
+  resumed = _io.check_grid_file(out, xs=xs, ys=ys, attrs=attrs, overwrite=overwrite)
   obj = _build_objective(exp, variables, s.bn_mode, s.bn_samples)
   splits = _split_data(exp.dataset, s.splits)
-  out = Path(out) if out is not None else run_dir / "landscape.h5"
+  fields = [f"{sp}_{n}" for sp in splits for n in ("loss", *obj.metrics)]
+  npoints = xs.size * (1 if ys is None else ys.size)
+  _guards.check_grid(npoints, len(fields), out.parent, what=f"a sweep of {npoints} points",
+                     extra_disk=ndim * _param_bytes(obj.params), new_file=not resumed)
   centre, dirs, groups = _make_directions(s.direction, s, obj, variables, exp, run_dir,
                                           splits.get("train", next(iter(splits.values()))),
                                           ndim, log)
   if centre is not obj.params:
     obj = dataclasses.replace(obj, params=centre)
-  cfg_dict = _config.to_dict(cfg)
-  attrs = {"config": json.dumps({k: cfg_dict[k] for k in SURFACE_SECTIONS}, sort_keys=True),
-           "run_config": json.dumps(cfg_dict, sort_keys=True), "seed": s.seed,
-           "direction_kind": s.direction, "norm": s.norm, "ignore": str(s.ignore),
-           "bn_mode": s.bn_mode, "run_dir": str(run_dir)}
-  fields = [f"{sp}_{n}" for sp in splits for n in ("loss", *obj.metrics)]
   use_factorized = s.factorize and obj.factorizable
   if use_factorized:
     point_fn, fsplits = None, {}
@@ -327,16 +419,26 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
         f"{s.direction} directions, norm={s.norm}, bn_mode={s.bn_mode}, "
         f"{'first-layer factorized' if use_factorized else 'generic'}) -> {out}")
 
+    written = 0
+
     def on_chunk(idx, vals):
+      nonlocal written
       if writer is None:
         return
       for a, b in _contiguous_runs(idx):
         writer.write(int(idx[a]), {k: v[a:b] for k, v in vals.items()})
+      written += len(idx)
 
-    surf = _surface.sweep(point_fn, xs, ys, splits=splits, batch_size=s.batch_size,
-                          chunk_size=s.chunk_size, point_mode=s.point_mode, done=done,
-                          on_chunk=on_chunk, dtype=_surface._float_dtype(obj.params),
-                          point_bytes=_param_bytes(obj.params))
+    try:
+      surf = _surface.sweep(point_fn, xs, ys, splits=splits, batch_size=s.batch_size,
+                            chunk_size=s.chunk_size, point_mode=s.point_mode, done=done,
+                            on_chunk=on_chunk, dtype=_surface._float_dtype(obj.params),
+                            point_bytes=_param_bytes(obj.params))
+    except Exception:
+      if writer is not None and not resumed and written == 0:
+        writer.close()   # a file this call created and filled with nothing: leave no trace
+        Path(out).unlink(missing_ok=True)
+      raise
   finally:
     if writer is not None:
       writer.close()
@@ -371,6 +473,7 @@ def _probe_setup(path: Path | None, run_dir: Path | None, bn_mode: str | None = 
       raise ConfigError(f"{path} does not exist; sweep a surface first: landscape surface "
                         f"--run {run_dir}")
   path = Path(path)
+  _io.check_result_file(path)   # foreign, corrupt or read-only: refused before computing
   if run_dir is None:
     run_dir, result = _result_run(path)
   else:
@@ -410,6 +513,7 @@ def _surface_centre(obj, result, run_dir: Path, exp):
   return _perturbed_of(obj, _load_target(targets[0], run_dir, exp))
 
 
+@_progress.reports   # Lanczos/trace/SLQ steps and curvature-map rows through log
 def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = None,
                 k: int | None = None, which: str | None = None, trace: bool | None = None,
                 density: bool | None = None, curvature: bool | None = None,
@@ -427,13 +531,20 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   trace = h.trace if trace is None else trace
   density = h.density if density is None else density
   curvature = h.map if curvature is None else curvature
+  if which not in ("largest", "smallest", "both"):
+    raise unknown_name("which", which, ("largest", "smallest", "both"))
+  if isinstance(k, bool) or k < 1:
+    raise ConfigError(f"--k (hessian.k) must be >= 1, got {k}")
   data = _subset(exp.dataset, h.n_samples)
+  if curvature:
+    from landscape import _guards
+    _guards.check_grid(int(np.prod(result.shape)), 2, path.parent,
+                       what=f"a curvature map of {int(np.prod(result.shape))} points",
+                       new_file=False)
   key = jax.random.key(h.seed)
   group: dict[str, Any] = {}
   t0 = time.perf_counter()
   hvps = 0
-  if which not in ("largest", "smallest", "both"):
-    raise unknown_name("which", which, ("largest", "smallest", "both"))
   out = _hessian.eigenvalues(obj.loss_fn, obj.params, data, k=k, which=which, key=key,
                              num_steps=h.num_steps, batch_size=h.batch_size)
   parts = out if which == "both" else (out,)
@@ -466,9 +577,11 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
     log(f"spectral density (SLQ, {h.density_runs}x{h.density_steps}): estimated fraction of "
         f"eigenvalues below {zero:.3g}: {group['negative_fraction']:.4f}")
   group["num_hvps"] = hvps
+  # Only what this call recomputed is replaced: a trace or density of an earlier call that
+  # this one skipped (--no-trace, --no-density) stays.
   _io.write_group(path, "hessian", group,
                   attrs={"num_samples": int(data[0].shape[0]), "which": which, "k": k,
-                         "seconds": time.perf_counter() - t0})
+                         "seconds": time.perf_counter() - t0}, replace=False)
   if curvature:
     _curvature(path, result, run_dir, exp, obj, data, h, key, log)
   log(f"Hessian probes ({hvps} HVPs, {time.perf_counter() - t0:.1f} s) -> {path}")
@@ -501,6 +614,7 @@ def _curvature(path, result, run_dir, exp, obj, data, h, key, log) -> None:
         f"{cmap.sweep_seconds:.2f} s ({cmap.points_per_second:.2f} points/s)")
 
 
+@_progress.reports   # each search's start and steps through log
 def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None = None,
                  starts: int | None = None, method: str | None = None,
                  overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
@@ -541,9 +655,15 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
   n_random = max(0, starts - 1 - len(grid_starts))
   start_list = [centre, *grid_starts,
                 *_critical.perturbations(key, centre, n_random, c.scale)][:starts]
+  labels = ["the surface centre",
+            *([f"grid {kind} at ({x:.3g}, {y:.3g})"
+               for (x, y), kind in zip(gcp.coords, gcp.kind)][:len(grid_starts)]
+              if grid_starts else []),
+            *(f"random perturbation {j + 1} (scale {c.scale:g})" for j in range(n_random))]
   t0 = time.perf_counter()
   found = _critical.scan(obj.loss_fn, start_list, data, method=method, max_steps=c.max_steps,
-                         tol=c.tol, key=jax.random.fold_in(key, 1), keep_unconverged=True)
+                         tol=c.tol, key=jax.random.fold_in(key, 1), keep_unconverged=True,
+                         labels=labels[:len(start_list)])
   coords = np.full((len(found), 2), np.nan)
   if dirs is not None and len(dirs) == 2:
     for i, cp in enumerate(found):
@@ -605,6 +725,7 @@ def run_plot(path: str | Path, *, kinds: Sequence[str] | None = None,
   path = Path(path)
   result = _io.load(path)
   out = Path(out) if out is not None else path.parent / "figures"
+  _io.check_output_dir(out, "figure directory")
   written = _plotting.render_all(result, out, kinds=list(kinds) if kinds else None,
                                  formats=tuple(formats))
   n = sum(len(v) for v in written.values())
@@ -612,13 +733,34 @@ def run_plot(path: str | Path, *, kinds: Sequence[str] | None = None,
   return written
 
 
+def _is_our_vts(path: Path) -> bool:
+  """Whether ``path`` is a StructuredGrid .vts file as :func:`landscape.vtk.write_vts` writes."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(200)
+  except OSError:
+    return False
+  return head.startswith(b'<?xml version="1.0"?>\n<VTKFile type="StructuredGrid"')
+
+
 def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: str = "train_loss",
                    interp: int | None = None, log_scale: bool = False,
-                   zmax: float | None = None, log: Callable[[str], None] = print) -> Path:
-  """A ParaView ``.vts`` StructuredGrid of one 2-D field of a result file."""
+                   zmax: float | None = None, overwrite: bool = False,
+                   log: Callable[[str], None] = print) -> Path:
+  """A ParaView ``.vts`` StructuredGrid of one 2-D field of a result file.
+
+  The default output (``FILE_FIELD[_log].vts`` beside the file) is derived from the file
+  and replaced; an explicit ``out`` that exists is replaced only with ``overwrite``, and
+  never when it is the input file.
+  """
   from landscape import io as _io
   from landscape import vtk as _vtk
   path = Path(path)
+  default = out is None
+  out = Path(out) if out is not None else path.with_name(
+      f"{path.stem}_{field}{'_log' if log_scale else ''}.vts")
+  _io.check_output(out, inputs=[path], overwrite=overwrite,
+                   derived=default and _is_our_vts(out))
   r = _io.load(path)
   if r.ys is None:
     raise ConfigError(f"{path} holds a 1-D sweep; export-vtk needs a 2-D surface")
@@ -628,11 +770,27 @@ def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: st
   mask_name = getattr(r, "field_done", {}).get(field, "done")
   if mask_name in r.done:
     z = np.where(r.done[mask_name], z, np.nan)
-  out = Path(out) if out is not None else path.with_name(
-      f"{path.stem}_{field}{'_log' if log_scale else ''}.vts")
   _vtk.write_vts(out, r.xs, r.ys, z, interp=interp, log=log_scale, zmax=zmax, field_name=field)
   log(f"wrote {out}")
   return out
+
+
+def _precheck_run(cfg: _config.Config, out: Path, overwrite: bool) -> None:
+  """Refuse, before training, a ``run`` that a later step would refuse (nothing written)."""
+  from landscape import io as _io
+  from landscape import plotting as _plotting
+  _io.check_output_dir(out, "run directory")
+  if cfg.hessian.enabled and cfg.hessian.which not in ("largest", "smallest", "both"):
+    raise unknown_name("hessian.which", cfg.hessian.which, ("largest", "smallest", "both"))
+  if cfg.hessian.enabled and cfg.hessian.k < 1:
+    raise ConfigError(f"hessian.k must be >= 1, got {cfg.hessian.k}")
+  if cfg.critical.enabled and cfg.critical.starts < 1:
+    raise ConfigError(f"critical.starts must be >= 1, got {cfg.critical.starts}")
+  if cfg.plot.enabled and cfg.plot.kinds:
+    unknown = [k for k in cfg.plot.kinds if k not in _plotting.KINDS]
+    if unknown:
+      raise unknown_name("plot kind", unknown[0], _plotting.KINDS)
+  _precheck_surface(cfg, out, _surface_out(out, None), overwrite)
 
 
 def run(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
@@ -640,6 +798,7 @@ def run(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   """The main job: train, sweep the surface, probe the Hessian, plot."""
   t0 = time.perf_counter()
   out = Path(out)
+  _precheck_run(cfg, out, overwrite)
   run_train(cfg, out, overwrite=overwrite, log=log)
   paths: dict[str, Any] = {"run": out,
                            "surface": run_surface(out, overwrite=overwrite, log=log)}

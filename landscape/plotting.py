@@ -1328,8 +1328,13 @@ def render(result: Any, kind: str, out_dir: str | Path,
   """
   _check_kind(result, kind)
   fmts = _formats(formats)
+  from landscape import io as _io
   out = Path(out_dir)
-  out.mkdir(parents=True, exist_ok=True)
+  _io.check_output_dir(out, "figure directory")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as exc:
+    raise _io._os_error(out, exc, "create directory") from None
   base = stem or (Path(str(result.path)).stem if getattr(result, "path", None) else "result")
   paths = []
   with use_style():
@@ -1345,7 +1350,8 @@ def render(result: Any, kind: str, out_dir: str | Path,
                           f"{', '.join(sorted(opts)) or 'none'}") from None
       for fmt in fmts:
         path = out / f"{base}_{_tag(kind, opts)}.{fmt}"
-        fig.savefig(path, format=fmt, **({} if dpi is None else {"dpi": dpi}))
+        with _io.atomic_path(path) as tmp:
+          fig.savefig(tmp, format=fmt, **({} if dpi is None else {"dpi": dpi}))
         paths.append(path)
     finally:
       fig.clear()

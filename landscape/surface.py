@@ -39,6 +39,7 @@ import optax
 from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
+from landscape import _progress
 from landscape._affine import affine_vmap, dedupe
 from landscape._batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
@@ -192,6 +193,15 @@ def _float_dtype(tree) -> jnp.dtype:
 
 def _check_structure(params, directions) -> None:
   ref = jax.tree.structure(params)
+  if not jax.tree.leaves(params):
+    raise ConfigError("params has no arrays; pass the parameter pytree of the model")
+  for name, tree in (("params", params), *((f"direction {k}", d) for k, d in enumerate(directions))):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+        raise ConfigError(
+            f"{name} leaf {jax.tree_util.keystr(path)} has dtype {jnp.result_type(leaf)}; a "
+            "surface shifts every leaf by x·d, which an integer leaf would truncate: cast it "
+            "to float, or close over it in loss_fn")
   for k, d in enumerate(directions):
     if jax.tree.structure(d) != ref:
       raise ConfigError(f"direction {k} does not have the structure of params "
@@ -345,7 +355,8 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
           splits: Mapping[str, PyTree] | None = None, batch_size: int | None = None, chunk_size: int | None = None,
           point_mode: str = "auto", done: np.ndarray | None = None,
           on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None] | None = None,
-          dtype=None, point_bytes: int | None = None, reduce: bool = True) -> Surface:
+          dtype=None, point_bytes: int | None = None, reduce: bool = True,
+          progress: bool | None = None, desc: str = "sweep") -> Surface:
   """Evaluate ``point_fn(coeffs, batch) -> {name: mean over batch}`` on every grid point.
 
   The generic engine under :func:`evaluate` (and the curvature maps): each value is
@@ -357,6 +368,11 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   ``splits={"train": data_a, "test": data_b}`` (instead of ``data``) evaluates every
   point on each dataset in the same compiled call; the values are then named
   ``"train_loss"``, ``"test_loss"``, ... (one ``done`` mask covers them all).
+
+  ``progress`` reports rows and points done, points/s and the ETA after every chunk
+  under the name ``desc`` (:class:`landscape._progress.Progress`: a tqdm bar on a
+  terminal, log lines otherwise); ``None``: only inside
+  :func:`landscape._progress.reporting` (the pipeline), so library calls stay quiet.
   """
   check_batch_size(batch_size)
   xs, ys = _check_grid(xs, ys, None)
@@ -433,6 +449,25 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
 
   t0 = time.perf_counter()
   pid = jax.process_index()
+  nx = len(xs)
+
+  def label(n, total):
+    if ys is None:
+      return f"{n}/{total} points"
+    return f"rows {n // nx}/{len(ys)} ({n}/{total} points)"
+
+  with _progress.progress(done.size, "points", desc, initial=int(done.sum()), label=label,
+                          enabled=(progress if progress is not None
+                                   else _progress.active() is not None) and pid == 0) as bar:
+    _sweep_rounds(executable, chunks, rounds, nproc, pid, coords_all, padded, dtype, data,
+                  names, surf, on_chunk, bar)
+  surf.sweep_seconds = time.perf_counter() - t0
+  return surf
+
+
+def _sweep_rounds(executable, chunks, rounds, nproc, pid, coords_all, padded, dtype, data,
+                  names, surf, on_chunk, bar) -> None:
+  """The chunks of :func:`sweep`, in rounds of one chunk per process; ``bar`` counts points."""
   for r in range(rounds):
     c = r * nproc + pid
     mine = chunks[c] if c < len(chunks) else np.zeros((0,), np.int64)
@@ -454,5 +489,4 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
       surf.num_evaluated += len(idx)
       if on_chunk is not None:
         on_chunk(idx, vals)
-  surf.sweep_seconds = time.perf_counter() - t0
-  return surf
+      bar.update(len(idx))

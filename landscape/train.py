@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
+import io
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 import optax
 from flax import serialization
 
+from landscape import _progress
 from landscape import objective as _objective
 from landscape._batching import batched_mean
 from landscape.errors import ConfigError, unknown_name
@@ -186,14 +186,42 @@ def make_train_step(module, loss: Callable, tx: optax.GradientTransformation, *,
   return step
 
 
+TICKS_PER_EPOCH = 100   # progress callbacks per epoch at most (each ~0.05-0.5 ms on CPU)
+
+
 def _epoch_fn(step, batch_size: int):
   def run_epoch(state, x, y, key):
     n = x.shape[0]
     nb = n // batch_size
     perm = jax.random.permutation(key, n)[:nb * batch_size].reshape(nb, batch_size)
-    state, losses = jax.lax.scan(lambda s, idx: step(s, (x[idx], y[idx])), state, perm)
+    every = max(1, nb // TICKS_PER_EPOCH)
+
+    def body(s, idx):
+      s, value = step(s, (x[idx], y[idx]))
+      # the global step count and the batch loss to the open Progress (training reports
+      # within an epoch, which is one compiled scan)
+      jax.lax.cond(s["step"] % every == 0,
+                   lambda: _progress.tick(s["step"], after=value, loss=value), lambda: None)
+      return s, value
+
+    state, losses = jax.lax.scan(body, state, perm)
     return state, jnp.mean(losses)
   return jax.jit(run_epoch)
+
+
+def _epoch_label(epochs: int, steps_per_epoch: int) -> Callable[[int, int], str]:
+  """``epoch 3/10`` at the end of an epoch, ``epoch 4/10 (step 7/22)`` within one."""
+  def label(n: int, total: int) -> str:
+    e, k = divmod(n, steps_per_epoch)
+    if k == 0:
+      return f"epoch {e}/{epochs}"
+    return f"epoch {e + 1}/{epochs} (step {k}/{steps_per_epoch})"
+  return label
+
+
+def _row_text(row: dict[str, float]) -> str:
+  return (f"loss {row['train_loss']:.4f} acc {row['train_acc']:.1f}% | "
+          f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.1f}%")
 
 
 def _ckpt_path(run_dir: Path, epoch: int) -> Path:
@@ -210,12 +238,15 @@ def list_checkpoints(run_dir: str | Path) -> list[int]:
 
 
 def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> Path:
-  """Write ``state`` as flax msgpack, atomically (temporary file + rename)."""
+  """Write ``state`` as flax msgpack, atomically (temporary file + rename; none left on
+  failure, e.g. a full disk)."""
+  from landscape import io as _io
   path = _ckpt_path(run_dir, epoch)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".tmp")
-  tmp.write_bytes(serialization.to_bytes(dict(state, epoch=epoch)))
-  os.replace(tmp, path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as exc:
+    raise _io._os_error(path.parent, exc, "create directory") from None
+  _io.atomic_write(path, serialization.to_bytes(dict(state, epoch=epoch)))
   return path
 
 
@@ -223,13 +254,38 @@ def load_checkpoint(run_dir: str | Path, epoch: int, template: Mapping[str, Any]
   """Restore a checkpoint into the structure of ``template`` (its ``epoch`` included)."""
   path = _ckpt_path(Path(run_dir), epoch)
   try:
-    return serialization.from_bytes(dict(template, epoch=0), path.read_bytes())
+    restored = serialization.from_bytes(dict(template, epoch=0), path.read_bytes())
+    _check_shapes(restored["variables"], template["variables"])
+    return restored
   except FileNotFoundError:
     raise ConfigError(f"checkpoint {str(path)!r} not found; available epochs: "
                       f"{list_checkpoints(run_dir)}") from None
-  except Exception as e:  # msgpack/structure errors from a foreign or corrupt file
-    raise ConfigError(f"cannot restore checkpoint {str(path)!r} ({type(e).__name__}); "
-                      "it is corrupt or from another model: remove it or train afresh") from None
+  except Exception as e:  # noqa: BLE001 - msgpack/structure errors of a foreign or corrupt file
+    first = " ".join(str(e).split())[:160]
+    raise ConfigError(f"cannot restore checkpoint {str(path)!r} ({type(e).__name__}: {first}); "
+                      "it is corrupt or from another model: remove it or train afresh with "
+                      "--overwrite") from None
+
+
+def check_args(*, epochs: int, batch_size: int, save_every: int, num_samples: int) -> None:
+  """Refuse training arguments that cannot run (called before anything is written)."""
+  if epochs < 0 or batch_size < 1 or save_every < 1:
+    raise ConfigError(f"need train.epochs >= 0, train.batch_size >= 1, train.save_every >= 1; "
+                      f"got {epochs}, {batch_size}, {save_every}")
+  if batch_size > num_samples:
+    raise ConfigError(f"train.batch_size {batch_size} exceeds the {num_samples} training "
+                      f"samples; use <= {num_samples}")
+
+
+def _check_shapes(restored: Any, template: Any) -> None:
+  """Refuse restored variables whose leaves differ in shape from the model's (flax does not)."""
+  got = jax.tree_util.tree_flatten_with_path(restored)[0]
+  want = dict(jax.tree_util.tree_flatten_with_path(dict(template))[0])
+  for path, leaf in got:
+    ref = want.get(path)
+    if ref is not None and np.shape(leaf) != np.shape(ref):
+      raise ValueError(f"{jax.tree_util.keystr(path)} is {np.shape(leaf)} in the checkpoint, "
+                       f"{np.shape(ref)} in the model")
 
 
 def load_variables(run_dir: str | Path, template_variables: Mapping[str, Any],
@@ -240,11 +296,31 @@ def load_variables(run_dir: str | Path, template_variables: Mapping[str, Any],
     raise ConfigError(f"no checkpoints in {str(Path(run_dir) / 'ckpt')!r}; train first "
                       "(landscape train --out DIR)")
   epoch = epochs[-1] if epoch is None else epoch
-  raw = serialization.msgpack_restore(_ckpt_path(Path(run_dir), epoch).read_bytes()) \
-      if _ckpt_path(Path(run_dir), epoch).is_file() else None
-  if raw is None:
+  path = _ckpt_path(Path(run_dir), epoch)
+  if not path.is_file():
     raise ConfigError(f"no checkpoint for epoch {epoch} in {run_dir}; available: {epochs}")
-  return serialization.from_state_dict(dict(template_variables), raw["variables"])
+  try:
+    raw = serialization.msgpack_restore(path.read_bytes())
+  except Exception as e:  # noqa: BLE001 - msgpack's errors for truncated/corrupt bytes
+    raise ConfigError(f"checkpoint {str(path)!r} is truncated or corrupt ({type(e).__name__}, "
+                      f"{path.stat().st_size} bytes); remove it to resume from the one "
+                      "before, or train afresh with --overwrite") from None
+  if not isinstance(raw, dict) or "variables" not in raw:
+    raise ConfigError(f"checkpoint {str(path)!r} holds no model variables; it is not a "
+                      "landscape checkpoint: remove it or train afresh with --overwrite")
+  try:
+    restored = serialization.from_state_dict(dict(template_variables), raw["variables"])
+    _check_shapes(restored, template_variables)
+    return restored
+  except (ValueError, KeyError, TypeError) as e:
+    first = " ".join(str(e).split())[:160]
+    raise ConfigError(f"checkpoint {str(path)!r} does not match the model of "
+                      f"{str(Path(run_dir) / 'config.yaml')!r} ({first}); restore the config "
+                      "it was trained with, or train afresh with --overwrite") from None
+  except Exception as e:  # noqa: BLE001 - flax raises plain exceptions on shape mismatches
+    raise ConfigError(f"checkpoint {str(path)!r} does not match the model of "
+                      f"{str(Path(run_dir) / 'config.yaml')!r} ({type(e).__name__}); restore "
+                      "the config it was trained with, or train afresh with --overwrite") from None
 
 
 def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
@@ -257,37 +333,13 @@ def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
 
 
 def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
-  tmp = path.with_suffix(".tmp")
-  with tmp.open("w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-    w.writeheader()
-    for r in rows:
-      w.writerow({k: r[k] for k in HISTORY_FIELDS})
-  os.replace(tmp, path)
-
-
-class _Progress:
-  """A tqdm bar on a terminal; periodic log lines otherwise."""
-
-  def __init__(self, total: int, initial: int, log: Callable[[str], None]):
-    self.total, self.log, self.bar = total, log, None
-    self.every = max(1, total // 10)
-    if sys.stderr.isatty():
-      from tqdm import tqdm
-      self.bar = tqdm(total=total, initial=initial, unit="epoch", dynamic_ncols=True)
-
-  def update(self, row: dict[str, float]) -> None:
-    text = (f"loss {row['train_loss']:.4f} acc {row['train_acc']:.1f}% | "
-            f"test loss {row['test_loss']:.4f} acc {row['test_acc']:.1f}%")
-    if self.bar is not None:
-      self.bar.set_postfix_str(text)
-      self.bar.update(1)
-    elif row["epoch"] % self.every == 0 or row["epoch"] == self.total:
-      self.log(f"epoch {row['epoch']:>4}/{self.total}  {text}")
-
-  def close(self) -> None:
-    if self.bar is not None:
-      self.bar.close()
+  from landscape import io as _io
+  text = io.StringIO()
+  w = csv.DictWriter(text, fieldnames=HISTORY_FIELDS)
+  w.writeheader()
+  for r in rows:
+    w.writerow({k: r[k] for k in HISTORY_FIELDS})
+  _io.atomic_write(path, text.getvalue())
 
 
 def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
@@ -315,12 +367,8 @@ def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
     :class:`TrainResult` with the final variables and the history rows.
   """
   from landscape import io as _io
-  if epochs < 0 or batch_size < 1 or save_every < 1:
-    raise ConfigError(f"need epochs >= 0, batch_size >= 1, save_every >= 1; got "
-                      f"{epochs}, {batch_size}, {save_every}")
   n = int(np.shape(x_train)[0])
-  if batch_size > n:
-    raise ConfigError(f"batch_size {batch_size} exceeds the {n} training samples; use <= {n}")
+  check_args(epochs=epochs, batch_size=batch_size, save_every=save_every, num_samples=n)
   has_bn = _has_bn(variables)
   step = make_train_step(module, loss, tx, l2=l2, l1=l1, has_bn=has_bn)
   run_epoch = _epoch_fn(step, batch_size)
@@ -387,27 +435,38 @@ def train(module, variables: Mapping[str, Any], loss: Callable, *, task: str,
 
   t0 = time.perf_counter()
   saved = list_checkpoints(run_path) if run_path is not None else []
+  progress = None
   try:
     if start == 0:
       history = [history_row(0, variables_of(state))]
       save(0)
       saved = [0] if run_path is not None else []
     key = jax.random.key(seed)
-    progress = _Progress(epochs, start, log)
+    # steps done, rate and ETA: a line every epochs/10 epochs, at least every
+    # _progress.INTERVAL seconds (within an epoch too: the epoch's scan ticks) and at the end
+    nb, every = n // batch_size, max(1, epochs // 10)
+    progress = _progress.Progress(epochs * nb, "steps", "training", log=log,
+                                  initial=start * nb, label=_epoch_label(epochs, nb),
+                                  ticks=True)
     for epoch in range(start + 1, epochs + 1):
+      progress.text = ""
       state, _ = run_epoch(state, x_tr, y_tr, jax.random.fold_in(key, epoch))
       row = history_row(epoch, variables_of(state))
       if not np.isfinite(row["train_loss"]):
-        log(f"warning: training loss is {row['train_loss']} at epoch {epoch}; "
-            "lower train.lr")
+        _progress.warn(f"training loss is {row['train_loss']} at epoch {epoch}; "
+                       "lower train.lr")
       history.append(row)
-      progress.update(row)
+      progress.postfix = {}
+      progress.set(epoch * nb, force=epoch % every == 0 or epoch == epochs,
+                   text=_row_text(row))
       if epoch % save_every == 0 or epoch == epochs:
         save(epoch)
         if run_path is not None:
           saved.append(epoch)
     progress.close()
   finally:
+    if progress is not None:
+      progress.close()
     if traj is not None:
       traj.close()
   return TrainResult(variables=variables_of(state), history=history,

@@ -16,6 +16,7 @@ point index is ``j * nx + i``, ``WholeExtent="0 nx-1 0 ny-1 0 0"``.
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -163,6 +164,7 @@ def write_vts(path: str | Path, xs: Float[np.ndarray, "nx"], ys: Float[np.ndarra
   if interp is not None:
     if int(interp) != interp or interp < 2:
       raise ConfigError(f"interp={interp!r} must be an integer >= 2 (points per axis)")
+    check_size(int(interp) ** 2, os.path.dirname(os.fspath(path)) or ".", encoding)
     if min(xs.size, ys.size) < 2:
       raise DataError(f"a {ys.size} x {xs.size} grid cannot be interpolated; it needs at "
                       "least 2 x 2 points")
@@ -172,6 +174,11 @@ def write_vts(path: str | Path, xs: Float[np.ndarray, "nx"], ys: Float[np.ndarra
     xs, ys = xq, yq
   if zmax is not None and not np.isfinite(zmax):
     raise ConfigError(f"zmax={zmax!r} must be a finite number or None")
+  finite = values[np.isfinite(values)]
+  if zmax is not None and finite.size and zmax <= finite.min():
+    raise ConfigError(f"zmax={zmax:g} is at or below every value of {field_name} (min "
+                      f"{finite.min():.6g}), so the surface would be flat; pass a zmax above "
+                      "the minimum, e.g. a few times it")
   height = values if zmax is None else np.minimum(values, float(zmax))
   if log:
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,5 +208,21 @@ def write_vts(path: str | Path, xs: Float[np.ndarray, "nx"], ys: Float[np.ndarra
       '  </StructuredGrid>\n'
       '</VTKFile>\n')
   out = Path(path)
-  out.write_text(text, encoding="ascii")
+  from landscape import io as _io
+  _io.atomic_write(out, text.encode("ascii"))
   return out
+
+
+#: Bytes per grid point of a .vts file (base64 float64 height, value, 3 coordinates and a
+#: byte, 4/3 expansion; ascii writes up to ~25 characters a number) and of writing it.
+_DISK_PER_POINT = {"binary": 60, "ascii": 130}
+_MEMORY_PER_POINT = 400
+
+
+def check_size(num_points: int, directory: str, encoding: str = "binary") -> None:
+  """Refuse an export of ``num_points`` that cannot fit in memory or on disk."""
+  from landscape import _guards
+  what = f"a VTK export of {num_points} points"
+  fix = "use a smaller --interp (200-500 is plenty for ParaView)"
+  _guards.check_memory(num_points * _MEMORY_PER_POINT, what, fix)
+  _guards.check_disk(directory, num_points * _DISK_PER_POINT.get(encoding, 130), what, fix)
