@@ -4,7 +4,7 @@ Public modules (imported on first use, so ``import landscape`` stays light and
 never imports matplotlib):
 
   losses, models, data, config, objective, train,        -- the experiment
-  directions, surface, hessian, critical,                -- the model-agnostic core
+  linalg, directions, surface, hessian, critical,        -- the model-agnostic core
   io, plotting, vtk, pipeline                            -- results, figures, runs
 
   >>> import landscape as ls
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "losses", "models", "data", "config", "objective", "train", "directions", "surface",
-    "hessian", "critical", "io", "plotting", "vtk", "pipeline", "cli",
+    "linalg", "hessian", "critical", "io", "plotting", "vtk", "pipeline", "cli",
 )
 
 __all__ = [

@@ -5,12 +5,15 @@ Every probe sees the Hessian as an operator ``v -> H v`` on parameter pytrees
 ``data`` (DESIGN §3), accumulated batch by batch inside one compiled function.
 
   hvp, hvp_fn               Hessian-vector products (Pearlmutter 1994)
-  lanczos, tridiagonal      the Krylov primitive: full reorthogonalization, in lax loops
+  lanczos, tridiagonal      the Krylov primitive (from :mod:`landscape.linalg`, re-exported)
   eigenvalues               extreme eigenpairs with an early stop on the Ritz residuals
   extreme_eigenvalues_fn    a pure ``(params, key) -> (λ_max, λ_min)`` for curvature maps
   trace                     Hutchinson and Hutch++ trace estimators
   density, negative_fraction  stochastic Lanczos quadrature of the spectral density
 
+The probes are thin compositions of the matvec-level algorithms of
+:mod:`landscape.linalg` (Lanczos, Ritz pairs, SLQ quadrature, Hutchinson/Hutch++)
+with the HVP operator; this module adds the validation, defaults and results.
 A Krylov basis of ``m`` vectors is stored as a pytree like ``params`` whose leaves
 have a leading ``(m,)`` axis, so memory is ``m`` times the parameter count.
 """
@@ -28,15 +31,16 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from landscape import _progress
+from landscape import _progress, linalg
 from landscape._batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ProbeError, unknown_name
+# The matvec-level algorithms live in landscape.linalg; re-exported here, where they were.
+from landscape.linalg import (WHICH, _dtype, _num_params, _random_tree, lanczos,  # noqa: F401
+                              tridiagonal)
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
-MatVec = Callable[[PyTree], PyTree]
 
-WHICH = ("largest", "smallest", "both")
 TRACE_METHODS = ("hutchinson", "hutch++")
 
 
@@ -80,282 +84,6 @@ def hvp_fn(loss_fn: LossFn, data: PyTree = None, *,
     return batched_mean(batch_hvp, data, batch_size)
 
   return matvec
-
-
-# ------------------------------------------------------------------ pytree helpers
-
-def _num_params(tree: PyTree) -> int:
-  return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree))
-
-
-def _dtype(tree: PyTree) -> np.dtype:
-  return jnp.result_type(*jax.tree.leaves(tree))
-
-
-def _rows_to_matrix(rows: PyTree) -> jax.Array:
-  """Pytree with leading ``(s,)`` axes -> ``(s, n)`` matrix, for a few rows only (s ≪ n)."""
-  leaves = jax.tree.leaves(rows)
-  return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
-
-
-def _matrix_to_rows(mat: jax.Array, like: PyTree) -> PyTree:
-  """``(s, n)`` matrix -> pytree like ``like`` with leading ``(s,)`` axes (inverse of above)."""
-  leaves, treedef = jax.tree.flatten(like)
-  sizes = np.cumsum([math.prod(jnp.shape(x)) for x in leaves])[:-1]
-  parts = jnp.split(mat, sizes, axis=1)
-  return treedef.unflatten([p.reshape(mat.shape[0], *jnp.shape(x)).astype(x.dtype)
-                            for p, x in zip(parts, leaves)])
-
-
-def _random_tree(key: PRNGKeyArray, like: PyTree, kind: str = "gaussian") -> PyTree:
-  """I.i.d. N(0, 1) (``gaussian``) or ±1 (``rademacher``) entries shaped like ``like``.
-
-  One draw of all ``n`` entries, split into the leaves (one PRNG call compiles
-  much faster than one per leaf; the distribution is the same).
-  """
-  sampler = jax.random.normal if kind == "gaussian" else jax.random.rademacher
-  flat = sampler(key, (1, _num_params(like)), _dtype(like))
-  return jax.tree.map(lambda r: r[0], _matrix_to_rows(flat, like))
-
-
-def _normalize(v: PyTree) -> PyTree:
-  norm = optax.tree.norm(v)
-  return optax.tree.scale(1.0 / jnp.where(norm > 0, norm, 1.0), v)
-
-
-def _set_row(basis: PyTree, i: jax.Array | int, v: PyTree) -> PyTree:
-  return jax.tree.map(lambda b, x: b.at[i].set(x.astype(b.dtype)), basis, v)
-
-
-def _coefficients(basis: PyTree, v: PyTree) -> jax.Array:
-  """``(⟨b_0, v⟩, …, ⟨b_{m-1}, v⟩)`` for a basis with leading ``(m,)`` axes."""
-  parts = [jnp.tensordot(b.reshape(b.shape[0], -1), x.reshape(-1), axes=1)
-           for b, x in zip(jax.tree.leaves(basis), jax.tree.leaves(v))]
-  return sum(parts[1:], parts[0])
-
-
-def _combine(coefficients: jax.Array, basis: PyTree) -> PyTree:
-  """``Σ_i c_i b_i``; with ``c`` of shape ``(m, k)`` a pytree with leading ``(k,)`` axes."""
-  return jax.tree.map(lambda b: jnp.tensordot(coefficients.T, b, axes=1).astype(b.dtype), basis)
-
-
-def _project_out(w: PyTree, basis: PyTree, count: jax.Array) -> PyTree:
-  """One modified Gram–Schmidt pass against the first ``count`` basis rows only.
-
-  ``w ← w − ⟨b_i, w⟩ b_i`` for ``i < count`` in a ``lax.fori_loop`` with a dynamic
-  trip count: the cost grows with the vectors filled so far, not with the size of
-  the preallocated basis (an early-stopped run with a generous ``num_steps`` cap
-  pays only for the steps it takes).
-  """
-  def body(i, w):
-    b = jax.tree.map(lambda x: x[i], basis)
-    return optax.tree.add_scale(w, -optax.tree.vdot(b, w), b)
-  return jax.lax.fori_loop(0, count, body, w)
-
-
-def _least_covered_unit(basis: PyTree, mask: jax.Array) -> PyTree:
-  """The unit coordinate vector ``e_i`` with the least weight ``Σ_r b_r[i]²`` in the basis.
-
-  With ``p < n`` orthonormal rows the weights sum to ``p``, so the least is
-  ``≤ p/n`` and ``‖(I − VVᵀ) e_i‖² ≥ 1 − p/n > 0``: a deterministic direction
-  outside the span (no PRNG needed to continue after a breakdown).
-  """
-  rows = jax.tree.map(lambda b: jnp.tensordot(mask.astype(b.dtype), b * b, axes=1), basis)
-  weights = _rows_to_matrix(jax.tree.map(lambda w: w[None], rows))[0]
-  unit = jax.nn.one_hot(jnp.argmin(weights), weights.shape[0], dtype=weights.dtype)
-  return jax.tree.map(lambda u: u[0], _matrix_to_rows(unit[None], rows))
-
-
-def _breakdown_tol(dtype: np.dtype) -> float:
-  """``‖w‖ ≤ eps^(2/3) · max_i ‖A v_i‖`` after one projection: an invariant space."""
-  # At a true breakdown one Gram–Schmidt pass leaves rounding only: measured on a
-  # 99-parameter MLP with a 13-fold zero eigenvalue, 6e-18..6e-15 relative in float64
-  # and 5e-9..1.9e-6 in float32, while the smallest genuine value was 7.7e-4.
-  # eps^(2/3) (3.7e-11 in float64, 2.4e-5 in float32) sits between; a false alarm
-  # perturbs T by at most that much.
-  return float(np.finfo(dtype).eps) ** (2.0 / 3.0)
-
-
-# ------------------------------------------------------------------------ Lanczos
-
-class _State(NamedTuple):
-  basis: PyTree       # leaves (m, ...): rows v_0 … v_{j-1} filled, the rest zero
-  alphas: jax.Array   # (m,)
-  betas: jax.Array    # (m,)
-  scale: jax.Array    # running max ‖A v_i‖, the breakdown yardstick
-  v: PyTree           # v_j, the vector of the next step
-  v_prev: PyTree      # v_{j-1} (zero at j = 0)
-  beta_prev: jax.Array  # β_{j-1} (0 at j = 0)
-
-
-def _init_state(v0: PyTree, num_steps: int) -> _State:
-  dtype = _dtype(v0)
-  basis = jax.tree.map(lambda x: jnp.zeros((num_steps, *jnp.shape(x)), x.dtype), v0)
-  zeros = jnp.zeros((num_steps,), dtype)
-  zero = jnp.zeros((), dtype)
-  return _State(basis, zeros, zeros, zero, _normalize(v0), optax.tree.zeros_like(v0), zero)
-
-
-def _lanczos_step(matvec: MatVec, j: jax.Array, state: _State) -> _State:
-  """Step ``j`` (0-based): stores ``v_j`` as basis row ``j``, fills ``alphas[j]``, ``betas[j]``."""
-  dtype = state.alphas.dtype
-  v = state.v
-  basis = _set_row(state.basis, j, v)
-  w = matvec(v)
-  alpha = optax.tree.vdot(w, v).astype(dtype)
-  scale = jnp.maximum(state.scale, optax.tree.norm(w).astype(dtype))
-  w = optax.tree.sub(optax.tree.add_scale(w, -alpha, v),
-                     optax.tree.scale(state.beta_prev, state.v_prev))
-  filled = jnp.arange(state.alphas.shape[0]) <= j
-  # Gram–Schmidt twice ("twice is enough"). A tiny norm after the first pass means
-  # the Krylov space is invariant (breakdown): the second pass then orthogonalizes
-  # a fresh direction instead, the least-covered unit vector.
-  w = _project_out(w, basis, j + 1)
-  breakdown = optax.tree.norm(w).astype(dtype) <= _breakdown_tol(dtype) * scale
-  w = jax.lax.cond(breakdown, lambda: _least_covered_unit(basis, filled), lambda: w)
-  w = _project_out(w, basis, j + 1)
-  norm = optax.tree.norm(w).astype(dtype)
-  nxt = optax.tree.scale(1.0 / jnp.where(norm > 0, norm, 1.0), w)
-  beta = jnp.where(breakdown, 0.0, norm)
-  return _State(basis, state.alphas.at[j].set(alpha), state.betas.at[j].set(beta), scale,
-                nxt, v, beta)
-
-
-def lanczos(matvec: MatVec, v0: PyTree, num_steps: int
-            ) -> tuple[Float[Array, "m"], Float[Array, "m"], PyTree]:
-  """Lanczos tridiagonalization of a symmetric operator with full reorthogonalization.
-
-  Builds an orthonormal basis ``V = [v_1 … v_m]`` of the Krylov space
-  ``span{v_1, A v_1, …, A^{m-1} v_1}``, ``v_1 = v0 / ‖v0‖``, and the tridiagonal
-  ``T = Vᵀ A V`` (diagonal ``α``, off-diagonal ``β_1 … β_{m-1}``) with
-
-      A V = V T + β_m v_{m+1} e_mᵀ,
-
-  the three-term recurrence ``β_j v_{j+1} = A v_j − α_j v_j − β_{j-1} v_{j-1}``.
-  Each new vector is reorthogonalized twice against the vectors filled so far
-  (classical Gram–Schmidt, "twice is enough"), so ``V`` stays orthonormal to
-  working precision and ``T`` carries no spurious copies of converged Ritz
-  values. If the first pass leaves ``‖w‖ ≤ eps^(2/3) · max_i ‖A v_i‖`` the
-  Krylov space is invariant (breakdown): ``β_j`` is set to 0, so ``T`` splits
-  into blocks, and the process continues from the unit coordinate vector least
-  represented in the basis, orthogonalized against it (deterministic, never in
-  the span; this is how Lanczos run to order = dim recovers eigenvalues of any
-  multiplicity).
-  One compiled loop (``lax.fori_loop``), one matvec per step, fixed shapes;
-  pure, so it can be jitted and vmapped.
-
-  Args:
-    matvec: ``v -> A v`` on pytrees like ``v0``; ``A`` symmetric.
-    v0: nonzero start vector (a pytree); normalized here.
-    num_steps: ``m``, the number of Lanczos steps = matvecs; at most the
-      dimension (beyond it the basis cannot be extended).
-
-  Returns:
-    ``(alphas, betas, basis)``: ``alphas`` ``(m,)`` the diagonal of ``T``;
-    ``betas`` ``(m,)`` with ``betas[:m-1]`` its off-diagonal and
-    ``betas[m-1] = β_m`` the norm of the residual ``A v_m − V T e_m``
-    (so ``|β_m s_{m,i}|`` is the residual norm of Ritz pair ``i``);
-    ``basis`` a pytree like ``v0`` whose leaves have a leading ``(m,)`` axis,
-    row ``i`` the basis vector ``v_{i+1}``.
-
-  Example:
-    >>> a = jnp.diag(jnp.arange(1.0, 6.0))
-    >>> alphas, betas, basis = lanczos(lambda v: a @ v, jnp.ones(5), 5)
-    >>> jnp.linalg.eigvalsh(tridiagonal(alphas, betas))  # ≈ [1, 2, 3, 4, 5]
-
-  References:
-    Lanczos, "An iteration method for the solution of the eigenvalue problem of
-    linear differential and integral operators", J. Res. Nat. Bur. Standards 1950.
-    Golub & Van Loan, "Matrix Computations", 4th ed., Johns Hopkins, 2013, §10.1.
-    Giraud, Langou & Rozložník, "The loss of orthogonality in the Gram-Schmidt
-    orthogonalization process", Computers & Mathematics with Applications 2005.
-  """
-  if not isinstance(num_steps, int) or num_steps < 1:
-    raise ProbeError(
-        f"num_steps must be a positive integer, got {num_steps!r}; pass e.g. num_steps=30")
-  return _lanczos_loop(matvec, v0, num_steps)
-
-
-def _lanczos_loop(matvec: MatVec, v0: PyTree, num_steps: int, report: bool = False):
-  """:func:`lanczos` without checks; ``report``: a :func:`_progress.tick` per step.
-
-  The tick's only operand is the (unbatched) loop counter, so under ``vmap`` (SLQ's
-  runs) it fires once per step for all runs together. The curvature maps call
-  :func:`lanczos` (no ticks): there the sweep reports rows.
-  """
-  def body(j, state):
-    state = _lanczos_step(matvec, j, state)
-    if report:
-      _progress.tick(j + 1)
-    return state
-
-  state = jax.lax.fori_loop(0, num_steps, body, _init_state(v0, num_steps))
-  return state.alphas, state.betas, state.basis
-
-
-def tridiagonal(alphas: Float[Array, "m"], betas: Float[Array, "m"] | Float[Array, "m-1"]
-                ) -> Float[Array, "m m"]:
-  """The dense symmetric tridiagonal ``T`` with diagonal ``alphas`` and off-diagonal ``betas``.
-
-  ``T_ii = α_i``, ``T_{i,i+1} = T_{i+1,i} = β_i`` for ``i < m − 1``; a trailing
-  ``β_m`` (the residual norm that :func:`lanczos` returns last) is ignored.
-
-  Args:
-    alphas: ``(m,)`` diagonal.
-    betas: ``(m,)`` or ``(m − 1,)``; the first ``m − 1`` entries are used.
-
-  Returns:
-    ``(m, m)`` array.
-
-  Example:
-    >>> tridiagonal(jnp.array([1.0, 2.0]), jnp.array([0.5, 9.0]))  # [[1, .5], [.5, 2]]
-
-  References:
-    Golub & Van Loan, "Matrix Computations", 4th ed., Johns Hopkins, 2013, §8.3.
-  """
-  m = alphas.shape[0]
-  off = betas[:m - 1]
-  return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-
-
-def _ritz(alphas: jax.Array, betas: jax.Array, n: jax.Array
-          ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Ritz values (ascending), vectors and residuals of the leading ``n × n`` block of T.
-
-  Works on the fixed-size ``(m, m)`` matrix: the unfilled diagonal is padded
-  with a value above the Gershgorin bound of the filled block, so the first
-  ``n`` eigenvalues of the padded matrix are the Ritz values of ``T_n``
-  (their eigenvectors vanish on the padded rows).
-  """
-  m = alphas.shape[0]
-  idx = jnp.arange(m)
-  inside = idx < n
-  couple = jnp.where(idx[:m - 1] < n - 1, betas[:m - 1], 0.0)
-  radius = jnp.abs(jnp.concatenate([couple, jnp.zeros(1, couple.dtype)]))
-  radius = radius + jnp.abs(jnp.concatenate([jnp.zeros(1, couple.dtype), couple]))
-  hi = jnp.max(jnp.where(inside, alphas + radius, -jnp.inf))
-  lo = jnp.min(jnp.where(inside, alphas - radius, jnp.inf))
-  spread = jnp.maximum(hi - lo, jnp.maximum(jnp.abs(hi), jnp.abs(lo)))
-  pad = hi + jnp.where(spread > 0, spread, 1.0)
-  t = tridiagonal(jnp.where(inside, alphas, pad), couple)
-  theta, s = jnp.linalg.eigh(t)
-  residuals = jnp.abs(betas[n - 1] * s[n - 1])
-  return theta, s, residuals
-
-
-def _select(n: jax.Array, k: int, largest: bool) -> jax.Array:
-  """Indices of the ``k`` largest (descending) or smallest (ascending) of ``n`` Ritz values."""
-  return n - 1 - jnp.arange(k) if largest else jnp.arange(k)
-
-
-def _converged(theta: jax.Array, residuals: jax.Array, idx: jax.Array, n: jax.Array,
-               tol: jax.Array) -> jax.Array:
-  """``r_i ≤ max(tol·|θ_i|, eps·max_j |θ_j|)`` for the selected pairs, once ``n ≥ k``."""
-  eps = np.finfo(theta.dtype).eps
-  inside = jnp.arange(theta.shape[0]) < n
-  floor = eps * jnp.max(jnp.where(inside, jnp.abs(theta), 0.0))
-  ok = residuals[idx] <= jnp.maximum(tol * jnp.abs(theta[idx]), floor)
-  return jnp.all(ok) & (n >= idx.shape[0])
 
 
 # -------------------------------------------------------------------- eigenvalues
@@ -476,31 +204,9 @@ def _default_num_steps(k: int, dim: int) -> int:
 def _eigen_impl(loss_fn, params, data, key, tol, *, k, which, num_steps, batch_size,
                 return_vectors, report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
-  v0 = _random_tree(key, params)
-  wanted = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
-
-  def body(carry):
-    j, state, _, _ = carry
-    state = _lanczos_step(matvec, j, state)
-    if report:   # compiled in only when reported: a callback costs ~0.1 ms a step
-      _progress.tick(j + 1, after=state.alphas[j])
-    ritz = _ritz(state.alphas, state.betas, j + 1)
-    done = functools.reduce(jnp.logical_and, [
-        _converged(ritz[0], ritz[2], _select(j + 1, k, largest), j + 1, tol)
-        for largest in wanted], tol > 0)
-    return j + 1, state, done, ritz
-
-  state = _init_state(v0, num_steps)
-  ritz = (state.alphas, jnp.eye(num_steps, dtype=state.alphas.dtype), state.alphas)
-  j, state, _, (theta, s, residuals) = jax.lax.while_loop(
-      lambda carry: (carry[0] < num_steps) & ~carry[2], body,
-      (jnp.asarray(0), state, jnp.asarray(False), ritz))
-  out = []
-  for largest in wanted:
-    idx = _select(j, k, largest)
-    vectors = _combine(s[:, idx], state.basis) if return_vectors else None
-    out.append((theta[idx], vectors, residuals[idx]))
-  return j, out
+  return linalg.extreme_eigenpairs(matvec, _random_tree(key, params), tol, k=k, which=which,
+                                   num_steps=num_steps, return_vectors=return_vectors,
+                                   report=report)
 
 
 def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 1,
@@ -641,66 +347,13 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
 
 # -------------------------------------------------------------------------- trace
 
-def _map(f: Callable, xs: Any, chunk: int | None, report: bool = False) -> Any:
-  """``vmap(f)(xs)``, or ``lax.map`` in blocks of ``chunk``; with ``report`` a tick per block.
-
-  Each tick adds the block's size and waits for one entry of its result (an
-  unbatched scalar: one callback per block, not per probe).
-  """
-  if not report:
-    return jax.vmap(f)(xs) if chunk is None else jax.lax.map(f, xs, batch_size=chunk)
-
-  def block(x):
-    out = jax.vmap(f)(x)
-    size = jax.tree.leaves(x)[0].shape[0]
-    _progress.tick(size, add=True, after=jax.tree.leaves(out)[0].reshape(-1)[0])
-    return out
-
-  n = jax.tree.leaves(xs)[0].shape[0]
-  if chunk is None or chunk >= n:
-    return block(xs)
-  full = n // chunk * chunk
-  head = jax.tree.map(lambda a: a[:full].reshape(n // chunk, chunk, *a.shape[1:]), xs)
-  out = jax.tree.map(lambda a: a.reshape(full, *a.shape[2:]), jax.lax.map(block, head))
-  if full == n:
-    return out
-  rest = block(jax.tree.map(lambda a: a[full:], xs))
-  return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
-
-
 @functools.partial(jax.jit, static_argnames=("loss_fn", "num_samples", "method", "batch_size",
                                              "probe_chunk", "report"))
 def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, probe_chunk,
                 report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
-
-  def quadratic(z):
-    return optax.tree.vdot(z, matvec(z))
-
-  def rademacher(k):
-    return _random_tree(k, params, "rademacher")
-
-  if method == "hutchinson":
-    q = _map(lambda k: quadratic(rademacher(k)), jax.random.split(key, num_samples), probe_chunk,
-             report)
-    return jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(num_samples)
-  s = num_samples // 3
-  g = num_samples - 2 * s
-  sketch_key, residual_key = jax.random.split(key)
-  hs = _map(lambda k: matvec(rademacher(k)), jax.random.split(sketch_key, s), probe_chunk,
-            report)
-  q_mat, _ = jnp.linalg.qr(_rows_to_matrix(hs).T)           # (n, s), orthonormal columns
-  q_rows = _matrix_to_rows(q_mat.T, params)
-  trace_q = jnp.sum(_map(quadratic, q_rows, probe_chunk, report))   # tr(Qᵀ H Q)
-
-  def residual_quadratic(k):
-    z = rademacher(k)
-    z = optax.tree.sub(z, jax.tree.map(lambda r: jnp.tensordot(_coefficients(q_rows, z), r, 1),
-                                       q_rows))
-    return quadratic(z)
-
-  q = _map(residual_quadratic, jax.random.split(residual_key, g), probe_chunk, report)
-  return trace_q + jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(g)
+  estimator = linalg.hutchinson if method == "hutchinson" else linalg.hutchpp
+  return estimator(matvec, params, key, num_samples, probe_chunk=probe_chunk, report=report)
 
 
 def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
@@ -791,10 +444,7 @@ def _slq_impl(loss_fn, params, data, key, *, num_runs, num_steps, batch_size, re
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
 
   def run(k):
-    alphas, betas, _ = _lanczos_loop(matvec, _random_tree(k, params, "rademacher"), num_steps,
-                                     report=report)
-    theta, s = jnp.linalg.eigh(tridiagonal(alphas, betas))
-    return theta, s[0] ** 2
+    return linalg.slq(matvec, _random_tree(k, params, "rademacher"), num_steps, report=report)
 
   return jax.vmap(run)(jax.random.split(key, num_runs))
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 from landscape import hessian as hs
+from landscape import linalg
 from landscape.errors import ConfigError, DataError, LandscapeError, ProbeError
 
 EPS = float(np.finfo(np.float64).eps)
@@ -103,7 +104,7 @@ def _rows(tree) -> np.ndarray:
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def _lanczos_run(loss_fn, params, data, num_steps):
-  v0 = hs._random_tree(jax.random.key(KEY), params)
+  v0 = linalg._random_tree(jax.random.key(KEY), params)
   return hs.lanczos(functools.partial(hs.hvp_fn(loss_fn, data), params), v0, num_steps)
 
 
