@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 
 from landscape import config as _config
-from landscape.cli import main
+from landscape import io as _io
+from landscape import pipeline, train
+from landscape.cli import build_parser, main
 
 TINY = ["--set", "train.epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=100",
         "--set", "model.kwargs.features=[4]", "--set", "model.kwargs.dense=8"]
@@ -38,6 +40,8 @@ FIELDS = ("train_loss", "test_loss", "train_acc", "test_acc")
 # but sum the per-example losses in different batches and orders: a few dozen ulps.
 F32_RTOL = 64 * float(np.finfo(np.float32).eps)
 SWEEP_LINE = re.compile(r"sweeping (\d+) of (\d+) points")
+SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "plot", "export-vtk",
+               "info"]
 
 
 def _cli(*argv: str | os.PathLike) -> tuple[int, str, str]:
@@ -117,8 +121,27 @@ def test_help_as_a_real_command():
   p = subprocess.run([sys.executable, "-m", "landscape.cli", "--help"], capture_output=True,
                      text=True, timeout=120, env=_subprocess_env())
   assert p.returncode == 0, p.stderr
-  for sub in ("run", "train", "surface", "info"):
-    assert sub in p.stdout
+  assert _listed_subcommands(p.stdout) == SUBCOMMANDS
+
+
+def _listed_subcommands(help_text: str) -> list[str]:
+  """The names under the ``COMMAND`` heading of ``--help``, in order (4-space indented)."""
+  lines = help_text.splitlines()
+  start = lines.index("  COMMAND") + 1
+  names = []
+  for line in lines[start:]:
+    if not line.strip():
+      break
+    if re.match(r"    \S", line):           # a name; deeper indents continue its help
+      names.append(line.split()[0])
+  return names
+
+
+def test_parser_has_exactly_the_subcommands():
+  import argparse
+  (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+  assert list(sub.choices) == SUBCOMMANDS
+  assert _listed_subcommands(_cli("--help")[1]) == SUBCOMMANDS
 
 
 # ----------------------------------------------------------------------------- train
@@ -135,8 +158,31 @@ def test_train_writes_a_run_directory(run_dir):
   assert all(0 <= r[k] <= 100 for r in rows for k in ("train_acc", "test_acc"))
   ckpts = sorted(p.name for p in (run_dir / "ckpt").glob("epoch_*.msgpack"))
   assert ckpts == [f"epoch_{e:04d}.msgpack" for e in range(EPOCHS + 1)]
-  with h5py.File(run_dir / "trajectory.h5", "r") as f:
-    assert len(f.keys()) > 0
+  # The trajectory holds each saved epoch once, in order, and each snapshot is that
+  # epoch's checkpointed params bit for bit.
+  exp, _ = pipeline.load_run(run_dir)
+  epochs, snaps = _io.read_trajectory(run_dir / "trajectory.h5", exp.variables["params"])
+  assert epochs.tolist() == train.list_checkpoints(run_dir) == list(range(EPOCHS + 1))
+  assert len(snaps) == len(epochs)
+  for e, snap in zip(epochs.tolist(), snaps):
+    want = train.load_variables(run_dir, exp.variables, e)["params"]
+    _assert_trees_identical(snap, want, f"epoch {e}")
+  # Training moved the params: the snapshots are not one state stored repeatedly.
+  assert any(not np.array_equal(a, b) for a, b in zip(*map(_leaves, (snaps[0], snaps[-1]))))
+
+
+def _leaves(tree) -> list[np.ndarray]:
+  import jax
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def _assert_trees_identical(got, want, what: str) -> None:
+  import jax
+  assert jax.tree.structure(got) == jax.tree.structure(want), what
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), _leaves(want)):
+    a = np.asarray(a)
+    assert a.dtype == b.dtype and a.shape == b.shape, (what, jax.tree_util.keystr(path))
+    np.testing.assert_array_equal(a, b, err_msg=f"{what} {jax.tree_util.keystr(path)}")
 
 
 def test_train_rerun_with_other_config_is_refused(run_dir):
@@ -209,6 +255,65 @@ def test_info(surface_2d):
   with h5py.File(surface_2d, "r") as f:
     z = f["train_loss"][()]
   assert f"min {z.min():.6g}  max {z.max():.6g}" in settings["train_loss"]
+
+
+def _ce_loss_at_centre(run_dir: Path, n: int) -> float:
+  """Mean cross entropy of the last checkpoint on the first ``n`` training samples."""
+  import optax
+  exp, variables = pipeline.load_run(run_dir)
+  logits = exp.module.apply(variables, exp.dataset.x_train[:n])
+  return float(np.mean(optax.softmax_cross_entropy_with_integer_labels(
+      logits, exp.dataset.y_train[:n])))
+
+
+def test_critical_command_stores_consistent_points(run_dir, surface_2d, tmp_path):
+  """critical/ holds one entry per distinct point; kind, index and grad_norm agree."""
+  n = 32
+  _, rows = _read_history(run_dir)
+  assert _ce_loss_at_centre(run_dir, N_TRAIN) == pytest.approx(rows[-1]["train_loss"],
+                                                              rel=F32_RTOL)
+  centre_loss = _ce_loss_at_centre(run_dir, n)
+  common = ["--set", f"critical.n_samples={n}", "--set", "critical.tol=1e-5"]
+
+  # No steps: the one start (the trained centre) is stored as it is, unconverged.
+  start = tmp_path / "start.h5"
+  shutil.copyfile(surface_2d, start)
+  _ok("critical", start, "--starts", "1", "--set", "critical.max_steps=0", *common)
+  c = _io.load(start).groups["critical"]
+  np.testing.assert_array_equal(c["coords"], [[0.0, 0.0]])
+  np.testing.assert_allclose(c["loss"], [centre_loss], rtol=F32_RTOL)
+  assert c["kind"].astype(str).tolist() == ["not_converged"]
+  assert c["index_method"].astype(str).tolist() == ["none"] and np.isnan(c["index"]).all()
+  assert np.isfinite(c["grad_norm"]).all() and c["grad_norm"][0] > 1e3 * 1e-5
+
+  # A real search: the centre and one perturbation both converge (Newton-MR, ~10 steps)
+  # to distinct saddles of lower loss than the trained point.
+  found = tmp_path / "found.h5"
+  shutil.copyfile(surface_2d, found)
+  _ok("critical", found, "--starts", "2", "--set", "critical.max_steps=40", *common)
+  with h5py.File(found, "r") as f:
+    starts, tol = int(f["critical"].attrs["starts"]), float(f["critical"].attrs["tol"])
+  c = _io.load(found).groups["critical"]
+  kind, method = c["kind"].astype(str), c["index_method"].astype(str)
+  m = len(c["loss"])
+  assert (starts, tol) == (2, 1e-5)
+  assert m == starts and c["coords"].shape == (m, 2) and np.isfinite(c["coords"]).all()
+  assert not np.allclose(c["coords"][0], c["coords"][1], rtol=0, atol=1e-3)   # distinct
+  assert np.all(np.diff(c["loss"]) >= 0)                                      # by loss
+  assert np.isfinite(c["loss"]).all() and np.all(c["loss"] < centre_loss)
+  # converged <=> |grad| <= tol; a converged point is examined by eigh (few params)
+  num_params = sum(int(np.size(leaf)) for leaf in _leaves(pipeline.load_run(run_dir)[0]
+                                                             .variables["params"]))
+  assert (kind != "not_converged").tolist() == (c["grad_norm"] <= tol).tolist() == [True] * m
+  assert method.tolist() == ["eigh"] * m
+  num_negative = c["index"] * num_params
+  np.testing.assert_allclose(num_negative, np.round(num_negative), rtol=0, atol=1e-6)
+  # kind follows the index: minimum <=> no negative eigenvalue; a saddle has some, not all
+  for k, index in zip(kind, c["index"]):
+    assert (k == "minimum") == (index == 0), (k, index)
+    assert k != "saddle" or 0 < index < 1, (k, index)
+    assert k != "maximum" or index > 0, (k, index)
+  assert kind.tolist() == ["saddle"] * m
 
 
 def test_read_like_the_original_plot_2d(surface_2d):

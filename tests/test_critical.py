@@ -324,12 +324,20 @@ def test_classification_thresholds(spec, eig_tol, kind, num_negative):
 
 
 def test_not_converged_from_a_far_start():
-  a, c = _quadratic_data((-1.0, 2.0, 3.0))
+  # From x = 1000 Newton-MR shrinks x by about 1/3 a step: 3 real steps end far from
+  # every critical point of the double well, with |grad| ~ x³ ≫ tol.
+  tol, x0 = 1e-8, 1e3
   with jax.enable_x64(True):
-    cp = critical.find(quadratic, jnp.asarray([50.0, -40.0, 30.0]),
-                       (jnp.asarray(a), jnp.asarray(c)), max_steps=0)
-  assert cp.kind == "not_converged" and cp.grad_norm > 1.0 and cp.steps == 0
-  assert cp.num_negative == 1                     # the spectrum is still reported
+    cp = critical.find(double_well, {"x": jnp.asarray(x0), "y": jnp.asarray(5.0)},
+                       tol=tol, max_steps=3)
+  x = float(cp.params["x"])
+  assert cp.steps == 3 and not cp.converged and cp.kind == "not_converged"
+  assert cp.grad_norm > 1e3 * tol and 1.0 < x < x0  # it moved, towards x = 1, not there
+  g = np.array([x ** 3 - x, float(cp.params["y"])])
+  np.testing.assert_allclose(cp.grad_norm, np.linalg.norm(g), rtol=1e-12)
+  # The spectrum is still reported, at the end point: diag(3x² − 1, 1).
+  np.testing.assert_allclose(cp.eigenvalues, _dw_hessian_eigs(x), rtol=1e-12)
+  assert cp.num_negative == 0 and cp.index == 0.0
 
 
 @pytest.mark.parametrize("spec,kind,index", [((-1.0, 2.0, 3.0), "saddle", 1 / 3),
