@@ -67,12 +67,21 @@ def _add_surface_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--seed", type=int, help="direction seed")
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with the package's error contract: one line on stderr, exit status 2."""
+
+  def error(self, message: str):  # noqa: D102 - argparse's hook
+    print(f"landscape: error: {' '.join(message.split())}; see `{self.prog} --help`",
+          file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-  ap = argparse.ArgumentParser(
+  ap = _Parser(
       prog="landscape",
       description="Loss landscapes and Hessian spectra of JAX/Flax models "
                   "(Li et al. 2018 filter-normalized surfaces; Lanczos spectra; HDF5 results).")
-  sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+  sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
   sub.required = True
 
   p = sub.add_parser("run", help="train, sweep the surface, probe the Hessian and plot")
@@ -143,6 +152,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   if hasattr(sys.stdout, "reconfigure"):
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
+  saved = sys.stdout
+  sys.stdout = safe = _PipeSafe(saved)   # `landscape surface ... | head` keeps computing
+  try:
+    return _run(args)
+  finally:
+    # restore the caller's stdout; after a broken pipe keep a quiet one, so that the
+    # interpreter's final flush does not complain either
+    sys.stdout = safe._stream if safe.broken else saved
+
+
+def _run(args: argparse.Namespace) -> int:
   try:
     return _dispatch(args)
   except LandscapeError as e:
@@ -150,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     print("landscape: interrupted; rerun the same command to resume", file=sys.stderr)
     return 130
+  except BrokenPipeError:  # a reader that went away under a write not through stdout
+    return 141
   except MemoryError:
     return _error("out of host memory; use a smaller grid, --chunk-size or --batch-size "
                   "(a sweep resumes where it stopped)")
@@ -164,6 +186,32 @@ def main(argv: Sequence[str] | None = None) -> int:
       raise
     return _error("the device ran out of memory; pass a smaller --chunk-size or --batch-size "
                   "(a sweep resumes where it stopped)")
+
+
+class _PipeSafe:
+  """stdout that goes quiet instead of failing when its reader has gone (a broken pipe)."""
+
+  def __init__(self, stream):
+    self._stream, self.broken = stream, False
+
+  def _quiet(self) -> None:
+    self._stream, self.broken = open(os.devnull, "w"), True  # noqa: SIM115 - as long as stdout
+
+  def write(self, text: str) -> int:
+    try:
+      return self._stream.write(text)
+    except BrokenPipeError:
+      self._quiet()
+      return len(text)
+
+  def flush(self) -> None:
+    try:
+      self._stream.flush()
+    except BrokenPipeError:
+      self._quiet()
+
+  def __getattr__(self, name: str):
+    return getattr(self._stream, name)
 
 
 def _error(text: str) -> int:

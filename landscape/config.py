@@ -353,10 +353,19 @@ def parse_range(text: str, what: str = "range") -> tuple[float, float, int]:
   if bad:
     raise ConfigError(f"bad {what} {text!r}: {bad[0]} is not a finite number; use finite "
                       "bounds, e.g. -1:1:51")
+  big = [v for v in (lo, hi) if abs(v) > MAX_COORDINATE]
+  if big:
+    raise ConfigError(f"bad {what} {text!r}: {big[0]:g} is beyond {MAX_COORDINATE:g}, where "
+                      "a float32 model's shifted weights overflow; use bounds like -1:1:51")
   if num < 1 or (num > 1 and not hi > lo):
     raise ConfigError(f"bad {what} {text!r}: need max > min and num >= 1 "
                       "(num = 1 gives the single point min)")
   return lo, hi, num
+
+
+#: The largest grid coordinate accepted: x·d of a unit-scale direction stays finite in
+#: float32 (whose largest value is 3.4e38) with room for the loss computation.
+MAX_COORDINATE = 1e30
 
 
 def _finite(v: float) -> bool:

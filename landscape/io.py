@@ -438,6 +438,7 @@ def _rewrite_atomically(path: str, modify) -> None:
               "free space first")
   with atomic_path(path) as tmp:
     shutil.copyfile(path, tmp)
+    shutil.copymode(path, tmp)
     with h5py.File(tmp, "r+") as f:
       modify(f)
 

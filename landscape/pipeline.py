@@ -69,6 +69,24 @@ def prepare(cfg: _config.Config) -> Experiment:
   return Experiment(cfg, ds, module, loss, dict(variables))
 
 
+#: What a run directory holds besides config.yaml (what --overwrite replaces).
+RUN_FILES = ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures")
+
+
+def _check_train(cfg: _config.Config) -> None:
+  """Refuse training hyperparameters outside their domain, naming the config key."""
+  t, lo = cfg.train, cfg.loss
+  checks = [("train.warmup_epochs", t.warmup_epochs, t.warmup_epochs >= 0, ">= 0"),
+            ("loss.l2", lo.l2, lo.l2 >= 0, ">= 0"), ("loss.l1", lo.l1, lo.l1 >= 0, ">= 0"),
+            ("train.b1", t.b1, 0 <= t.b1 < 1, "in [0, 1)"),
+            ("train.b2", t.b2, 0 <= t.b2 < 1, "in [0, 1)"),
+            ("train.momentum", t.momentum, t.optimizer != "sgd" or 0 <= t.momentum < 1,
+             "in [0, 1)")]
+  for key, value, ok, want in checks:
+    if not ok:
+      raise ConfigError(f"{key} must be {want}, got {value}; fix it with --set {key}=...")
+
+
 def _train_identity(cfg: _config.Config) -> dict:
   d = _config.to_dict(cfg)
   ident = {k: d[k] for k in ("data", "model", "loss", "train")}
@@ -90,7 +108,14 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   out = Path(out)
   _io.check_output_dir(out, "run directory")
   saved_cfg = out / "config.yaml"
+  if out.is_dir() and not saved_cfg.is_file():
+    theirs = [n for n in RUN_FILES if (out / n).exists()]
+    if theirs:
+      raise ConfigError(f"{out} is not a landscape run (no config.yaml) but holds "
+                        f"{', '.join(theirs)}, which training would replace; choose a new or "
+                        "empty --out")
   resuming = saved_cfg.is_file() and not overwrite
+  _check_train(cfg)
   if resuming:
     old = _config.load(saved_cfg)
     if _train_identity(old) != _train_identity(cfg):
@@ -120,7 +145,7 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                      "already trained followed the old length, so the result differs from an "
                      "uninterrupted run")
   elif overwrite and out.exists():
-    for name in ("ckpt", "trajectory.h5", "history.csv", "landscape.h5", "figures"):
+    for name in RUN_FILES:
       p = out / name
       try:
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -309,7 +334,7 @@ def _surface_attrs(cfg: _config.Config, run_dir: Path) -> dict:
   return {"config": json.dumps(ident, sort_keys=True),
           "run_config": json.dumps(cfg_dict, sort_keys=True), "seed": s.seed,
           "direction_kind": s.direction, "norm": s.norm, "ignore": str(s.ignore),
-          "bn_mode": s.bn_mode, "run_dir": str(run_dir)}
+          "bn_mode": s.bn_mode, "run_dir": str(Path(run_dir).resolve())}
 
 
 def _check_surface(s: _config.SurfaceConfig):
@@ -479,11 +504,61 @@ def _probe_setup(path: Path | None, run_dir: Path | None, bn_mode: str | None = 
   else:
     result = _io.load(path)
   exp, variables = load_run(run_dir)
+  _check_same_model(path, result, Path(run_dir), exp.cfg)
   s = exp.cfg.surface
   if "bn_mode" in result.attrs:
     bn_mode = bn_mode or str(result.attrs["bn_mode"])
   obj = _build_objective(exp, variables, bn_mode or s.bn_mode, s.bn_samples)
   return path, Path(run_dir), result, exp, obj
+
+
+def _check_same_model(path: Path, result, run_dir: Path, cfg: _config.Config) -> None:
+  """Refuse probing a result file with a run of another experiment (data, model or loss)."""
+  stored = result.attrs.get("config")
+  if not isinstance(stored, dict):
+    return   # the original tool's files record no config
+  mine = _config.to_dict(cfg)
+  for section in ("data", "model", "loss"):
+    if section in stored and stored[section] != mine[section]:
+      diff = _first_difference(stored[section], mine[section], section)
+      raise ConfigError(f"{path} was swept from another experiment than the run {run_dir} "
+                        f"({diff}); pass the --run it was computed from, or sweep a surface "
+                        f"of {run_dir} first")
+
+
+def _positive(section: str, **values) -> None:
+  """Refuse config values that must be positive integers (``None`` allowed: a default)."""
+  for key, value in values.items():
+    if value is not None and (isinstance(value, bool) or value < 1):
+      raise ConfigError(f"{section}.{key} must be >= 1, got {value}; set it with "
+                        f"--set {section}.{key}=N")
+
+
+def _check_hessian(h: _config.HessianConfig, *, trace: bool, density: bool,
+                   curvature: bool) -> None:
+  """Refuse Hessian settings before any probe runs or any file is touched."""
+  from landscape import hessian as _hessian
+  _positive("hessian", n_samples=h.n_samples, batch_size=h.batch_size, num_steps=h.num_steps)
+  if trace:
+    _positive("hessian", trace_samples=h.trace_samples)
+    if h.trace_method not in _hessian.TRACE_METHODS:
+      raise unknown_name("hessian.trace_method", h.trace_method, _hessian.TRACE_METHODS)
+  if density:
+    _positive("hessian", density_runs=h.density_runs, density_steps=h.density_steps)
+  if curvature:
+    _positive("hessian", map_steps=h.map_steps)
+
+
+def _check_critical(c: _config.CriticalConfig, method: str, starts: int) -> None:
+  from landscape import critical as _critical
+  if method not in _critical.METHODS:
+    raise unknown_name("critical method", method, _critical.METHODS)
+  if isinstance(starts, bool) or starts < 1:
+    raise ConfigError(f"--starts (critical.starts) must be >= 1, got {starts}")
+  _positive("critical", n_samples=c.n_samples)
+  if c.max_steps < 0 or not c.tol > 0 or not c.scale >= 0:
+    raise ConfigError(f"need critical.max_steps >= 0, tol > 0, scale >= 0; got "
+                      f"{c.max_steps}, {c.tol}, {c.scale}")
 
 
 def _subset(ds, n: int | None):
@@ -535,6 +610,7 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
     raise unknown_name("which", which, ("largest", "smallest", "both"))
   if isinstance(k, bool) or k < 1:
     raise ConfigError(f"--k (hessian.k) must be >= 1, got {k}")
+  _check_hessian(h, trace=trace, density=density, curvature=curvature)
   data = _subset(exp.dataset, h.n_samples)
   if curvature:
     from landscape import _guards
@@ -633,8 +709,7 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
   c = cfg.critical
   starts = c.starts if starts is None else starts
   method = method or c.method
-  if starts < 1:
-    raise ConfigError(f"--starts must be >= 1, got {starts}")
+  _check_critical(c, method, starts)
   data = _subset(exp.dataset, c.n_samples)
   key = jax.random.key(c.seed)
   group: dict[str, Any] = {}
@@ -770,6 +845,10 @@ def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: st
   mask_name = getattr(r, "field_done", {}).get(field, "done")
   if mask_name in r.done:
     z = np.where(r.done[mask_name], z, np.nan)
+  try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as exc:
+    raise _io._os_error(out.parent, exc, "create directory") from None
   _vtk.write_vts(out, r.xs, r.ys, z, interp=interp, log=log_scale, zmax=zmax, field_name=field)
   log(f"wrote {out}")
   return out

@@ -421,6 +421,8 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   nproc = jax.process_count()
   if chunk_size is None:
     chunk_size = auto_chunk_size(point_bytes, mode, max(1, math.ceil(len(todo) / nproc)), ndev)
+  # a chunk larger than the points left would only compute padding
+  chunk_size = min(int(chunk_size), max(1, math.ceil(len(todo) / nproc)))
   chunk_size = int(math.ceil(chunk_size / ndev) * ndev)
 
   fn = _chunk_fn(point_fn, batch_size, mode, split_names, reduce)
