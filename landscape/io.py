@@ -403,6 +403,26 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
       os.fsync(f.fileno())
 
 
+def make_dirs(path: str | os.PathLike) -> None:
+  """Create a directory and its parents (no error if it exists); a failure is one line."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as exc:
+    raise _os_error(path, exc, "create directory") from None
+
+
+def remove_paths(paths: Iterable[str | os.PathLike]) -> None:
+  """Remove files and directory trees (missing ones are skipped); a failure is one line."""
+  for p in paths:
+    try:
+      if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p)
+      elif os.path.lexists(p):
+        os.remove(p)
+    except OSError as exc:
+      raise _os_error(p, exc, "remove") from None
+
+
 def _refuse_locked(path: str) -> None:
   """Never swap a file out from under a live writer: refuse a locked ``path``."""
   if os.path.exists(path):
@@ -416,11 +436,8 @@ def _refuse_locked(path: str) -> None:
 def _create_atomically(path: str, populate) -> None:
   """Write a new HDF5 file with ``populate(f)`` beside ``path``, then rename it onto ``path``."""
   directory = os.path.dirname(path)
-  try:
-    if directory:
-      os.makedirs(directory, exist_ok=True)
-  except OSError as exc:
-    raise _os_error(directory, exc, "create directory") from None
+  if directory:
+    make_dirs(directory)
   _refuse_locked(path)
   with atomic_path(path) as tmp:
     with h5py.File(tmp, "w") as f:
@@ -434,18 +451,14 @@ def _rewrite_atomically(path: str, modify) -> None:
   """
   with _open_h5(path, "r") as f:   # a shared lock: refused while another process writes
     _check_format(f, path)
-  _guard_disk(os.path.dirname(path) or ".", os.path.getsize(path), f"a copy of {path}",
-              "free space first")
+  from landscape import _guards
+  _guards.check_disk(os.path.dirname(path) or ".", os.path.getsize(path), f"a copy of {path}",
+                     "free space first")
   with atomic_path(path) as tmp:
     shutil.copyfile(path, tmp)
     shutil.copymode(path, tmp)
     with h5py.File(tmp, "r+") as f:
       modify(f)
-
-
-def _guard_disk(directory: str, nbytes: int, what: str, fix: str) -> None:
-  from landscape import _guards
-  _guards.check_disk(directory, nbytes, what, fix)
 
 
 def _write_provenance(f: h5py.File, kind: str | None = None) -> None:

@@ -102,7 +102,6 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   an existing run with another config or more epochs) is checked before anything is
   written or removed.
   """
-  import shutil
   from landscape import io as _io
   from landscape import train as _train
   out = Path(out)
@@ -116,8 +115,8 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                         "empty --out")
   resuming = saved_cfg.is_file() and not overwrite
   _check_train(cfg)
-  if resuming:
-    old = _config.load(saved_cfg)
+  old = _config.load(saved_cfg) if resuming else None
+  if old is not None:
     if _train_identity(old) != _train_identity(cfg):
       diff = _first_difference(_train_identity(old), _train_identity(cfg))
       raise ConfigError(f"{out} holds a run with a different config ({diff}); pass "
@@ -137,24 +136,15 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                                warmup_epochs=t.warmup_epochs)
   tx = _train.make_optimizer(t.optimizer, sched, momentum=t.momentum, nesterov=t.nesterov,
                              b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
-  if resuming:
-    old = _config.load(saved_cfg)
+  if old is not None:
     if old.train.epochs != cfg.train.epochs and cfg.train.schedule != "constant":
       _progress.warn(f"resuming {out} with train.epochs {old.train.epochs} -> "
                      f"{cfg.train.epochs}: the {cfg.train.schedule} schedule of the epochs "
                      "already trained followed the old length, so the result differs from an "
                      "uninterrupted run")
   elif overwrite and out.exists():
-    for name in RUN_FILES:
-      p = out / name
-      try:
-        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-      except OSError as exc:
-        raise _io._os_error(p, exc, "remove") from None
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as exc:
-    raise _io._os_error(out, exc, "create directory") from None
+    _io.remove_paths(out / name for name in RUN_FILES)
+  _io.make_dirs(out)
   _config.dump(cfg, saved_cfg)
   ds = exp.dataset
   log(f"training {cfg.model.name} on {cfg.data.name} ({ds.x_train.shape[0]} samples) with "
@@ -534,10 +524,14 @@ def _positive(section: str, **values) -> None:
                         f"--set {section}.{key}=N")
 
 
-def _check_hessian(h: _config.HessianConfig, *, trace: bool, density: bool,
-                   curvature: bool) -> None:
+def _check_hessian(h: _config.HessianConfig, *, k: int, which: str, trace: bool,
+                   density: bool, curvature: bool) -> None:
   """Refuse Hessian settings before any probe runs or any file is touched."""
   from landscape import hessian as _hessian
+  if which not in _hessian.WHICH:
+    raise unknown_name("which (hessian.which)", which, _hessian.WHICH)
+  if isinstance(k, bool) or k < 1:
+    raise ConfigError(f"--k (hessian.k) must be >= 1, got {k}")
   _positive("hessian", n_samples=h.n_samples, batch_size=h.batch_size, num_steps=h.num_steps)
   if trace:
     _positive("hessian", trace_samples=h.trace_samples)
@@ -606,11 +600,7 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   trace = h.trace if trace is None else trace
   density = h.density if density is None else density
   curvature = h.map if curvature is None else curvature
-  if which not in ("largest", "smallest", "both"):
-    raise unknown_name("which", which, ("largest", "smallest", "both"))
-  if isinstance(k, bool) or k < 1:
-    raise ConfigError(f"--k (hessian.k) must be >= 1, got {k}")
-  _check_hessian(h, trace=trace, density=density, curvature=curvature)
+  _check_hessian(h, k=k, which=which, trace=trace, density=density, curvature=curvature)
   data = _subset(exp.dataset, h.n_samples)
   if curvature:
     from landscape import _guards
@@ -800,7 +790,6 @@ def run_plot(path: str | Path, *, kinds: Sequence[str] | None = None,
   path = Path(path)
   result = _io.load(path)
   out = Path(out) if out is not None else path.parent / "figures"
-  _io.check_output_dir(out, "figure directory")
   written = _plotting.render_all(result, out, kinds=list(kinds) if kinds else None,
                                  formats=tuple(formats))
   n = sum(len(v) for v in written.values())
@@ -845,10 +834,7 @@ def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: st
   mask_name = getattr(r, "field_done", {}).get(field, "done")
   if mask_name in r.done:
     z = np.where(r.done[mask_name], z, np.nan)
-  try:
-    out.parent.mkdir(parents=True, exist_ok=True)
-  except OSError as exc:
-    raise _io._os_error(out.parent, exc, "create directory") from None
+  _io.make_dirs(out.parent)
   _vtk.write_vts(out, r.xs, r.ys, z, interp=interp, log=log_scale, zmax=zmax, field_name=field)
   log(f"wrote {out}")
   return out
@@ -859,12 +845,11 @@ def _precheck_run(cfg: _config.Config, out: Path, overwrite: bool) -> None:
   from landscape import io as _io
   from landscape import plotting as _plotting
   _io.check_output_dir(out, "run directory")
-  if cfg.hessian.enabled and cfg.hessian.which not in ("largest", "smallest", "both"):
-    raise unknown_name("hessian.which", cfg.hessian.which, ("largest", "smallest", "both"))
-  if cfg.hessian.enabled and cfg.hessian.k < 1:
-    raise ConfigError(f"hessian.k must be >= 1, got {cfg.hessian.k}")
-  if cfg.critical.enabled and cfg.critical.starts < 1:
-    raise ConfigError(f"critical.starts must be >= 1, got {cfg.critical.starts}")
+  h, c = cfg.hessian, cfg.critical
+  if h.enabled:
+    _check_hessian(h, k=h.k, which=h.which, trace=h.trace, density=h.density, curvature=h.map)
+  if c.enabled:
+    _check_critical(c, c.method, c.starts)
   if cfg.plot.enabled and cfg.plot.kinds:
     unknown = [k for k in cfg.plot.kinds if k not in _plotting.KINDS]
     if unknown:

@@ -1331,10 +1331,7 @@ def render(result: Any, kind: str, out_dir: str | Path,
   from landscape import io as _io
   out = Path(out_dir)
   _io.check_output_dir(out, "figure directory")
-  try:
-    out.mkdir(parents=True, exist_ok=True)
-  except OSError as exc:
-    raise _io._os_error(out, exc, "create directory") from None
+  _io.make_dirs(out)
   base = stem or (Path(str(result.path)).stem if getattr(result, "path", None) else "result")
   paths = []
   with use_style():

@@ -242,10 +242,7 @@ def save_checkpoint(run_dir: Path, epoch: int, state: Mapping[str, Any]) -> Path
   failure, e.g. a full disk)."""
   from landscape import io as _io
   path = _ckpt_path(run_dir, epoch)
-  try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-  except OSError as exc:
-    raise _io._os_error(path.parent, exc, "create directory") from None
+  _io.make_dirs(path.parent)
   _io.atomic_write(path, serialization.to_bytes(dict(state, epoch=epoch)))
   return path
 
@@ -312,15 +309,11 @@ def load_variables(run_dir: str | Path, template_variables: Mapping[str, Any],
     restored = serialization.from_state_dict(dict(template_variables), raw["variables"])
     _check_shapes(restored, template_variables)
     return restored
-  except (ValueError, KeyError, TypeError) as e:
-    first = " ".join(str(e).split())[:160]
+  except Exception as e:  # noqa: BLE001 - flax raises plain exceptions on mismatches
+    first = " ".join(str(e).split())[:160] or type(e).__name__
     raise ConfigError(f"checkpoint {str(path)!r} does not match the model of "
                       f"{str(Path(run_dir) / 'config.yaml')!r} ({first}); restore the config "
                       "it was trained with, or train afresh with --overwrite") from None
-  except Exception as e:  # noqa: BLE001 - flax raises plain exceptions on shape mismatches
-    raise ConfigError(f"checkpoint {str(path)!r} does not match the model of "
-                      f"{str(Path(run_dir) / 'config.yaml')!r} ({type(e).__name__}); restore "
-                      "the config it was trained with, or train afresh with --overwrite") from None
 
 
 def _read_history(path: Path, upto: int) -> list[dict[str, float]]:
