@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "losses", "models", "data", "config", "objective", "train", "directions", "surface",
-    "linalg", "hessian", "critical", "io", "plotting", "vtk", "pipeline", "cli",
+    "grid", "batching", "linalg", "hessian", "curvature", "critical", "newton", "io",
+    "plotting", "vtk", "experiment", "direction_kinds", "pipeline", "cli",
 )
 
 __all__ = [

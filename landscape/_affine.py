@@ -30,8 +30,7 @@ rounding (the sum is reassociated: ``x·W₀ + c·(x·D)`` instead of ``x·(W₀
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

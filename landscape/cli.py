@@ -54,7 +54,8 @@ def _add_surface_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--x", help="x grid as min:max:num (the original tool's syntax), e.g. -1:1:51")
   p.add_argument("--y", help="y grid as min:max:num; omit with --1d for a 1-D sweep")
   p.add_argument("--1d", dest="one_d", action="store_true", help="sweep along x only")
-  p.add_argument("--direction", help="random | pca | target | eigen")
+  p.add_argument("--direction", help="a registered direction kind: random | pca | target | "
+                 "eigen built in (landscape.direction_kinds.register adds more)")
   p.add_argument("--target", dest="targets", action="append",
                  help="for --direction target: an epoch of the run or another run dir (repeat "
                       "twice for the plane through three models)")
@@ -74,6 +75,15 @@ class _Parser(argparse.ArgumentParser):
     print(f"landscape: error: {' '.join(message.split())}; see `{self.prog} --help`",
           file=sys.stderr)
     sys.exit(2)
+
+
+def _probe_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+  """A probe command: a result file (or --run), probe flags, --set overrides."""
+  p = sub.add_parser(name, help=help_text)
+  p.add_argument("file", nargs="?", help="result file (default: RUN/landscape.h5)")
+  p.add_argument("--run", help="run directory (default: the file's run_dir attribute)")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,31 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", help="result file (default: RUN/landscape.h5)")
   p.add_argument("--overwrite", action="store_true", help="replace an existing result file")
 
-  p = sub.add_parser("hessian", help="Hessian probes (eigenvalues, trace, density, curvature "
+  p = _probe_parser(sub, "hessian", "Hessian probes (eigenvalues, trace, density, curvature "
                      "map) into a result file")
-  p.add_argument("file", nargs="?", help="result file (default: RUN/landscape.h5)")
-  p.add_argument("--run", help="run directory (default: the file's run_dir attribute)")
   p.add_argument("--k", type=int, help="eigenvalues per end (default: config hessian.k)")
   p.add_argument("--which", help="largest | smallest | both")
   p.add_argument("--trace", action=argparse.BooleanOptionalAction, default=None)
   p.add_argument("--density", action=argparse.BooleanOptionalAction, default=None)
   p.add_argument("--map", action=argparse.BooleanOptionalAction, default=None,
                  help="per-grid-point max_eig/min_eig maps on the file's grid (resumable)")
-  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-  p = sub.add_parser("critical", help="critical points (Newton-MR / GNM) with Morse index "
-                     "into a result file")
-  p.add_argument("file", nargs="?", help="result file (default: RUN/landscape.h5)")
-  p.add_argument("--run", help="run directory (default: the file's run_dir attribute)")
+  p = _probe_parser(sub, "critical", "critical points (Newton-MR / GNM) with Morse index "
+                    "into a result file")
   p.add_argument("--starts", type=int, help="number of searches")
   p.add_argument("--method", help="newton_mr | gnm")
-  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
   p = sub.add_parser("plot", help="draw figures from a result file")
   p.add_argument("file")
   p.add_argument("--kind", help="comma-separated kinds (default: every kind the file supports): "
                  "loss1d, contour, contourf, heatmap, surface3d, trajectory, eig_ratio, eig_map, "
-                 "density, critical, loss_vs_index")
+                 "density, critical, loss_vs_index built in (landscape.plotting.register_kind "
+                 "adds more)")
   p.add_argument("--format", default="pdf,png", help="comma-separated: pdf, png, svg")
   p.add_argument("--out", help="output directory (default: figures/ beside the file)")
 

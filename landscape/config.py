@@ -377,3 +377,12 @@ def grid(text: str, what: str = "range"):
   import numpy as np
   lo, hi, num = parse_range(text, what)
   return np.linspace(lo, hi, num)
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str:
+  """The first entry where two nested config dicts differ, as ``"dotted.key: a != b"``."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in sorted(set(a) | set(b)):
+      if a.get(k) != b.get(k):
+        return first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+  return f"{path}: {a!r} != {b!r}"

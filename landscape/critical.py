@@ -13,14 +13,18 @@ squared gradient norm ``‖∇L‖²`` rather than ``L``:
 - ``gnm``: gradient-norm minimization, an optax optimizer on ``½‖∇L‖²`` whose
   gradient ``H ∇L`` costs one HVP.
 
-Each runs as one compiled ``lax.while_loop`` (compiled once per loss function and
-method, reused by :func:`scan`). The module knows nothing of models or datasets:
+This module resolves and validates the search (:func:`find`, :func:`scan`,
+:func:`perturbations`) and classifies where it ends (Morse index, ``kind``); the
+compiled solver loops live in :mod:`landscape.newton`. Each search runs as one
+compiled ``lax.while_loop`` (compiled once per loss function and method, reused by
+:func:`scan`). The module knows nothing of models or datasets:
 it takes ``loss_fn(params, batch) -> scalar`` and a params pytree, with the
 full-dataset semantics of DESIGN §3 (every loss, gradient and HVP is the mean over
 all samples of ``data``, batched by ``batch_size``).
 
-:func:`grid_critical_points` locates the discrete critical points of a stored 2-D
-surface with NumPy alone.
+The discrete critical points of a stored 2-D surface (:func:`grid_critical_points`)
+are analysis of a sampled grid and live in :mod:`landscape.grid`; they are re-exported
+here under their old name.
 """
 
 from __future__ import annotations
@@ -37,14 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Float
 
-from landscape import _progress
-from landscape._batching import batched_mean, check_batch_size
-from landscape.errors import ConfigError, DataError, ProbeError, unknown_name
+from landscape import _progress, _validate, newton
+from landscape.batching import batched_mean, check_batch_size
+from landscape.errors import ConfigError, ProbeError
+from landscape.grid import GridCriticalPoints, grid_critical_points  # their home is landscape.grid
 from landscape.hessian import hvp_fn
 # MINRES-QLP lives in landscape.linalg; re-exported here, where it was.
 from landscape.linalg import MinresInfo, minres_qlp
+from landscape.newton import METHODS
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -54,24 +59,8 @@ __all__ = [
     "find", "grid_critical_points", "minres_qlp", "perturbations", "scan",
 ]
 
-METHODS = ("newton_mr", "gnm")
 INDEX_METHODS = ("auto", "eigh", "slq")
 KINDS = ("minimum", "saddle", "maximum", "not_converged")
-
-# Method options and their defaults (``find(..., **method_options)``).
-_NEWTON_MR_OPTIONS = {
-    "inner_rtol": 1e-4,       # MINRES-QLP relative tolerance (inexact Newton)
-    "inner_maxiter": None,    # MINRES-QLP iterations per step; None: min(num_params, 100)
-    "ls_rho": 1e-4,           # Armijo constant of the line search on ‖g‖²
-    "ls_beta": 0.5,           # step-length reduction factor
-    "ls_max_steps": 40,       # backtracking steps before a step counts as failed
-}
-_GNM_OPTIONS = {
-    "optimizer": None,        # optax transformation; None: backtracking gradient descent
-    "max_learning_rate": 1.0,  # initial / largest step of the default optimizer
-    "ls_max_steps": 40,       # backtracking steps of the default optimizer
-}
-
 
 # ------------------------------------------------------------------------- find
 
@@ -114,125 +103,6 @@ class CriticalPoint:
     return self.kind != "not_converged"
 
 
-class _SolveState(NamedTuple):
-  params: PyTree
-  loss: jax.Array
-  grad: PyTree
-  gnorm: jax.Array
-  steps: jax.Array
-  stalled: jax.Array
-  opt_state: Any
-
-
-def _value_and_grad(loss_fn: LossFn, params: PyTree, data: PyTree,
-                    batch_size: int | None) -> tuple[jax.Array, PyTree]:
-  """Full-dataset mean loss and gradient, accumulated batch by batch."""
-  return batched_mean(lambda batch: jax.value_and_grad(loss_fn)(params, batch), data, batch_size)
-
-
-def _finite(*trees: PyTree) -> jax.Array:
-  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for t in trees
-                              for leaf in jax.tree.leaves(t)]))
-
-
-def _newton_mr_body(vg: Callable, matvec_at: Callable, opts: dict,
-                    s: _SolveState) -> _SolveState:
-  """One Newton-MR step: MINRES-QLP direction, then Armijo backtracking on ‖g‖²."""
-  matvec = functools.partial(matvec_at, s.params)
-  neg_grad = optax.tree.cast_like(optax.tree.scale(-1.0, s.grad), s.grad)
-  p, _ = minres_qlp(matvec, neg_grad, rtol=opts["inner_rtol"], maxiter=opts["inner_maxiter"])
-  slope = optax.tree.vdot(matvec(p), s.grad)      # <p, H g> = ½ d/dα ‖g(θ + αp)‖²
-
-  def gradient_direction():                        # −H g: steepest descent on ½‖g‖²
-    hg = matvec(s.grad)
-    return optax.tree.scale(-1.0, hg), -optax.tree.vdot(hg, hg)
-
-  newton_ok = (slope < 0) & jnp.isfinite(slope) & _finite(p)
-  p, slope = jax.lax.cond(newton_ok, lambda: (p, slope), gradient_direction)
-  p = optax.tree.cast_like(p, s.params)
-  g2 = s.gnorm ** 2
-
-  def ls_body(ls):
-    alpha, i, _, _, _, _ = ls
-    trial = optax.tree.cast_like(optax.tree.add_scale(s.params, alpha, p), s.params)
-    loss, grad = vg(trial)
-    ok = ((optax.tree.norm(grad, squared=True) <= g2 + 2 * opts["ls_rho"] * alpha * slope)
-          & jnp.isfinite(loss) & _finite(grad))
-    return jnp.where(ok, alpha, alpha * opts["ls_beta"]), i + 1, ok, trial, loss, grad
-
-  init = (jnp.ones_like(s.gnorm), jnp.asarray(0), jnp.asarray(False), s.params, s.loss, s.grad)
-  _, _, ok, params, loss, grad = jax.lax.while_loop(
-      lambda ls: (~ls[2]) & (ls[1] < opts["ls_max_steps"]), ls_body, init)
-  ok = ok & (slope < 0)
-  keep = lambda new, old: optax.tree.where(ok, new, old)   # noqa: E731
-  return _SolveState(keep(params, s.params), keep(loss, s.loss), keep(grad, s.grad),
-                     keep(optax.tree.norm(grad), s.gnorm), s.steps + ok.astype(s.steps.dtype),
-                     ~ok, None)
-
-
-def _gnm_body(vg: Callable, matvec_at: Callable, optimizer: optax.GradientTransformationExtraArgs,
-              s: _SolveState) -> _SolveState:
-  """One gradient-norm-minimization step: the optimizer on ½‖∇L‖², gradient H ∇L."""
-  hg = matvec_at(s.params, s.grad)
-  half_g2 = lambda params: 0.5 * optax.tree.norm(vg(params)[1], squared=True)  # noqa: E731
-  updates, opt_state = optimizer.update(hg, s.opt_state, s.params, value=0.5 * s.gnorm ** 2,
-                                        grad=hg, value_fn=half_g2)
-  params = optax.tree.cast_like(optax.apply_updates(s.params, updates), s.params)
-  loss, grad = vg(params)
-  ok = jnp.isfinite(loss) & _finite(grad, params)
-  keep = lambda new, old: optax.tree.where(ok, new, old)   # noqa: E731
-  return _SolveState(keep(params, s.params), keep(loss, s.loss), keep(grad, s.grad),
-                     keep(optax.tree.norm(grad), s.gnorm), s.steps + ok.astype(s.steps.dtype),
-                     ~ok, keep(opt_state, s.opt_state))
-
-
-@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "batch_size", "optimizer",
-                                             "report"))
-def _solve(params0, data, max_steps, tol, opts, *, loss_fn, method, batch_size, optimizer,
-           report=False):
-  """The whole search as one ``lax.while_loop``: ``(θ, L, ‖g‖, steps, loss(θ₀))``.
-
-  With ``report`` every iteration ticks the step count and ‖g‖ to the open
-  :class:`landscape._progress.Progress` (compiled in only then).
-  """
-  vg = functools.partial(_value_and_grad, loss_fn, data=data, batch_size=batch_size)
-  matvec_at = hvp_fn(loss_fn, data, batch_size=batch_size)
-  loss0, grad0 = vg(params0)
-  if method == "newton_mr":
-    body = functools.partial(_newton_mr_body, vg, matvec_at, opts)
-    opt_state = None
-  else:
-    body = functools.partial(_gnm_body, vg, matvec_at, optimizer)
-    opt_state = optimizer.init(params0)
-  gnorm0 = optax.tree.norm(grad0)
-  init = _SolveState(params0, loss0, grad0, gnorm0, jnp.asarray(0), ~jnp.isfinite(gnorm0),
-                     opt_state)
-  if report:
-    step = body
-
-    def body(s):
-      s = step(s)
-      _progress.tick(s.steps, after=s.gnorm, grad_norm=s.gnorm)
-      return s
-  s = jax.lax.while_loop(
-      lambda s: (s.steps < max_steps) & (s.gnorm > tol) & ~s.stalled, body, init)
-  return s.params, s.loss, s.gnorm, s.steps, loss0
-
-
-@functools.lru_cache(maxsize=32)
-def _default_gnm_optimizer(max_learning_rate: float, ls_max_steps: int):
-  """Backtracking gradient descent (cached: the same object keeps one compile)."""
-  return optax.chain(
-      optax.sgd(learning_rate=1.0),
-      optax.scale_by_backtracking_linesearch(max_backtracking_steps=ls_max_steps,
-                                             max_learning_rate=max_learning_rate))
-
-
-@functools.lru_cache(maxsize=32)
-def _with_extra_args(optimizer):
-  return optax.with_extra_args_support(optimizer)
-
-
 # ------------------------------------------------------------------- index / kind
 
 def _dense_eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree,
@@ -266,67 +136,9 @@ def _kind(lowest: float, highest: float, eig_tol: float) -> str:
   return "saddle"
 
 
-# -------------------------------------------------------------------- validation
-
-def _check_params(params: PyTree, name: str = "params0") -> PyTree:
-  # Strongly typed arrays: a weak-typed leaf (from a Python float) would compile anew.
-  params = jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(leaf)), params)
-  leaves = jax.tree.leaves(params)
-  if not leaves:
-    raise ConfigError(f"{name} has no arrays; pass a pytree of floating-point parameter arrays")
-  for leaf in leaves:
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
-      raise ConfigError(f"{name} has a leaf of dtype {leaf.dtype}; pass floating-point "
-                        "parameters (e.g. jnp.asarray(w, jnp.float32))")
-  return params
-
-
-def _check_positive(name: str, value: Any, fix: str, *, upper: float | None = None) -> float:
-  ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-  ok = ok and math.isfinite(value) and value > 0 and (upper is None or value < upper)
-  if not ok:
-    bound = f" and < {upper}" if upper is not None else ""
-    raise ConfigError(f"{name} must be a finite number > 0{bound}, got {value!r}; {fix}")
-  return float(value)
-
-
-def _check_count(name: str, value: Any, low: int, fix: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-    raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}; {fix}")
-  return int(value)
-
-
-def _method_options(method: str, options: dict, num_params: int) -> tuple[dict, Any]:
-  """Validated options of ``method`` as (dynamic scalars, static optimizer)."""
-  defaults = _NEWTON_MR_OPTIONS if method == "newton_mr" else _GNM_OPTIONS
-  for name in options:
-    if name not in defaults:
-      raise ConfigError(f"unknown option {name!r} for method {method!r}; valid options: "
-                        f"{', '.join(sorted(defaults))}")
-  o = {**defaults, **options}
-  steps = _check_count("ls_max_steps", o["ls_max_steps"], 1, "pass e.g. ls_max_steps=40")
-  if method == "newton_mr":
-    maxiter = (min(num_params, 100) if o["inner_maxiter"] is None else _check_count(
-        "inner_maxiter", o["inner_maxiter"], 1, "pass e.g. inner_maxiter=100 or None"))
-    opts = {"inner_rtol": _check_positive("inner_rtol", o["inner_rtol"],
-                                          "pass e.g. inner_rtol=1e-4", upper=1.0),
-            "inner_maxiter": maxiter,
-            "ls_rho": _check_positive("ls_rho", o["ls_rho"], "pass e.g. ls_rho=1e-4", upper=0.5),
-            "ls_beta": _check_positive("ls_beta", o["ls_beta"], "pass e.g. ls_beta=0.5",
-                                       upper=1.0),
-            "ls_max_steps": steps}
-    return opts, None
-  optimizer = o["optimizer"]
-  if optimizer is None:
-    lr = _check_positive("max_learning_rate", o["max_learning_rate"],
-                         "pass e.g. max_learning_rate=1.0")
-    return {}, _default_gnm_optimizer(lr, steps)
-  if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
-    raise ConfigError(f"optimizer must be an optax GradientTransformation, got {optimizer!r}; "
-                      "pass e.g. optimizer=optax.adam(1e-2)")
-  if not isinstance(optimizer, optax.GradientTransformationExtraArgs):
-    optimizer = _with_extra_args(optimizer)
-  return {}, optimizer
+def _strong(params: PyTree) -> PyTree:
+  """Strongly typed leaves: a weak-typed leaf (from a Python float) would compile anew."""
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(leaf)), params)
 
 
 def _check_loss_output(loss_fn: LossFn, params: PyTree, data: PyTree,
@@ -359,21 +171,19 @@ class _Search(NamedTuple):
 
 def _resolve(loss_fn, params0, data, *, method, max_steps, tol, batch_size, index_method,
              dense_threshold, key, eig_tol, slq_runs, slq_steps, method_options) -> _Search:
-  if not callable(loss_fn):
-    raise ConfigError(f"loss_fn must be callable loss_fn(params, batch) -> scalar, "
-                      f"got {loss_fn!r}")
-  if method not in METHODS:
-    raise unknown_name("critical-point method", method, METHODS)
-  if index_method not in INDEX_METHODS:
-    raise unknown_name("index method", index_method, INDEX_METHODS)
-  max_steps = _check_count("max_steps", max_steps, 0, "pass e.g. max_steps=100")
-  tol = _check_positive("tol", tol, "pass e.g. tol=1e-6")
-  dense_threshold = _check_count("dense_threshold", dense_threshold, 0,
-                                 "pass e.g. dense_threshold=2000")
-  if eig_tol is not None and not (isinstance(eig_tol, (int, float)) and math.isfinite(eig_tol)
-                                  and eig_tol >= 0):
-    raise ConfigError(f"eig_tol must be a finite number >= 0 or None, got {eig_tol!r}; "
-                      "pass e.g. eig_tol=1e-8 or None for the relative default")
+  loss_fn = _validate.loss_callable(loss_fn)
+  _validate.choice("critical-point method", method, METHODS)
+  _validate.choice("index method", index_method, INDEX_METHODS)
+  max_steps = _validate.integer("max_steps", max_steps, low=0, fix="pass e.g. max_steps=100")
+  tol = _validate.positive("tol", tol, fix="pass e.g. tol=1e-6")
+  dense_threshold = _validate.integer("dense_threshold", dense_threshold, low=0,
+                                      fix="pass e.g. dense_threshold=2000")
+  eig_tol = _validate.positive("eig_tol", eig_tol, zero=True, optional=True,
+                               fix="pass e.g. eig_tol=1e-8 or None for the relative default")
+  slq_runs = _validate.integer("slq_runs", slq_runs, low=1, fix="pass e.g. slq_runs=4")
+  slq_steps = _validate.integer("slq_steps", slq_steps, low=1, fix="pass e.g. slq_steps=80")
+  if key is not None:
+    _validate.prng_key(key)
   check_batch_size(batch_size)
   num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params0))
   if index_method == "auto":
@@ -381,7 +191,7 @@ def _resolve(loss_fn, params0, data, *, method, max_steps, tol, batch_size, inde
   if index_method == "slq" and key is None:
     raise ConfigError(f"the SLQ index ({num_params} parameters, dense_threshold="
                       f"{dense_threshold}) needs a PRNG key; pass key=jax.random.key(0)")
-  opts, optimizer = _method_options(method, dict(method_options), num_params)
+  opts, optimizer = newton.method_options(method, dict(method_options), num_params)
   return _Search(loss_fn, data, method, max_steps, tol, batch_size, index_method,
                  dense_threshold, eig_tol, slq_runs, slq_steps, opts, optimizer)
 
@@ -399,7 +209,7 @@ def _run(search: _Search, params0: PyTree, key: jax.Array | None, *,
   _check_loss_output(s.loss_fn, params0, s.data, s.batch_size)
   with _progress.progress(s.max_steps, "steps", desc, cap=True, ticks=True,
                           final=final) as progress:
-    params, loss, gnorm, steps, loss0 = jax.block_until_ready(_solve(
+    params, loss, gnorm, steps, loss0 = jax.block_until_ready(newton.solve(
         params0, s.data, s.max_steps, s.tol, s.opts, loss_fn=s.loss_fn, method=s.method,
         batch_size=s.batch_size, optimizer=s.optimizer, report=progress.enabled))
   loss0 = float(loss0)
@@ -511,7 +321,7 @@ def find(loss_fn: LossFn, params0: PyTree, data: PyTree = None, *, method: str =
     Dauphin, Pascanu, Gulcehre, Cho, Ganguli & Bengio, "Identifying and attacking
     the saddle point problem in high-dimensional non-convex optimization", NeurIPS 2014.
   """
-  params0 = _check_params(params0)
+  params0 = _strong(_validate.param_tree(params0, "params0"))
   search = _resolve(loss_fn, params0, data, method=method, max_steps=max_steps, tol=tol,
                     batch_size=batch_size, index_method=index_method,
                     dense_threshold=dense_threshold, key=key, eig_tol=eig_tol,
@@ -576,7 +386,7 @@ def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
     methods reveal gradient-flat regions of deep network losses", Neural
     Computation 2021.
   """
-  starts = [_check_params(p, f"starts[{i}]") for i, p in enumerate(starts)]
+  starts = [_strong(_validate.param_tree(p, f"starts[{i}]")) for i, p in enumerate(starts)]
   if not starts:
     raise ConfigError("starts is empty; pass a non-empty list of parameter pytrees")
   structure = jax.tree.structure(starts[0])
@@ -584,7 +394,7 @@ def scan(loss_fn: LossFn, starts: Sequence[PyTree], data: PyTree = None, *,
     if jax.tree.structure(p) != structure:
       raise ConfigError(f"starts[{i}] has tree structure {jax.tree.structure(p)}, unlike "
                         f"starts[0] ({structure}); pass starts of one parameter structure")
-  _check_positive("dedup_tol", dedup_tol, "pass e.g. dedup_tol=1e-4")
+  _validate.positive("dedup_tol", dedup_tol, fix="pass e.g. dedup_tol=1e-4")
   search = _resolve(loss_fn, starts[0], data, method=method, max_steps=max_steps, tol=tol,
                     batch_size=batch_size, index_method=index_method,
                     dense_threshold=dense_threshold, key=key, eig_tol=eig_tol,
@@ -636,11 +446,10 @@ def perturbations(key: jax.Array, params: PyTree, num: int, scale: float) -> lis
   Example:
     >>> starts = [params] + perturbations(jax.random.key(1), params, num=8, scale=0.05)
   """
-  params = _check_params(params, "params")
-  num = _check_count("num", num, 0, "pass e.g. num=8")
-  if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (
-      math.isfinite(scale) and scale >= 0):
-    raise ConfigError(f"scale must be a finite number >= 0, got {scale!r}; pass e.g. scale=0.1")
+  _validate.prng_key(key)
+  params = _strong(_validate.param_tree(params, "params"))
+  num = _validate.integer("num", num, low=0, fix="pass e.g. num=8")
+  scale = _validate.positive("scale", scale, zero=True, fix="pass e.g. scale=0.1")
 
   if not num:
     return []
@@ -656,136 +465,3 @@ def _perturb(key: jax.Array, params: PyTree, scale: jax.Array) -> PyTree:
     factor = jnp.where(nw > 0, nw / jnp.where(nd > 0, nd, 1.0), 1.0)
     return (w + scale * factor * d).astype(w.dtype)
   return jax.tree.map(shift, params, optax.tree.random_like(key, params, jax.random.normal))
-
-
-# ----------------------------------------------------------------- grid surfaces
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class GridCriticalPoints:
-  """Critical points of a sampled 2-D surface, sorted by loss.
-
-  Attributes:
-    coords: ``(m, 2)`` refined locations ``(x, y)``.
-    loss: ``(m,)`` surface value there (the local quadratic model).
-    kind: ``(m,)`` strings ``"minimum"``, ``"saddle"`` or ``"maximum"``.
-    index: ``(m,)`` number of negative eigenvalues of the 2×2 finite-difference
-      Hessian divided by 2 (0, 0.5 or 1).
-  """
-  coords: np.ndarray
-  loss: np.ndarray
-  kind: np.ndarray
-  index: np.ndarray
-
-  def __len__(self) -> int:
-    return int(self.loss.shape[0])
-
-
-def _check_axis(name: str, values: Any) -> np.ndarray:
-  axis = np.asarray(values, dtype=np.float64)
-  if axis.ndim != 1 or axis.size < 3:
-    raise DataError(f"{name} must be a 1-D array of at least 3 coordinates, got shape "
-                    f"{axis.shape}; pass the grid axis, e.g. np.linspace(-1, 1, 51)")
-  steps = np.diff(axis)
-  if not (np.all(np.isfinite(axis)) and (np.all(steps > 0) or np.all(steps < 0))):
-    raise DataError(f"{name} must be finite and strictly monotonic; sort the grid "
-                    "coordinates (and the matching axis of z)")
-  return axis
-
-
-def _crosses_zero(corners: np.ndarray) -> np.ndarray:
-  """Cells where a derivative takes both signs (or hits 0) over its 4 corners."""
-  lo, hi = corners.min(axis=0), corners.max(axis=0)
-  return (lo <= 0) & (hi >= 0) & (np.abs(corners).max(axis=0) > 0)
-
-
-def grid_critical_points(xs: Float[np.ndarray, "nx"], ys: Float[np.ndarray, "ny"],
-                         z: Float[np.ndarray, "ny nx"]) -> GridCriticalPoints:
-  """Discrete minima, saddles and maxima of a sampled surface ``z[j, i] = f(xs[i], ys[j])``.
-
-  With finite differences on the (possibly non-uniform) grid — ``np.gradient``
-  with the coordinates, second order everywhere, applied twice — every node has a
-  gradient ``g = (∂z/∂x, ∂z/∂y)`` and Hessian ``H`` (``∂²z/∂x∂y`` symmetrized).
-  A grid cell is a candidate when both ``∂z/∂x`` and ``∂z/∂y`` change sign (or
-  vanish) over its four corners. From the corner with the smallest ``‖g‖`` one
-  Newton step on the local quadratic model, ``s = −H^† g``, locates the critical
-  point; it is kept if it lies within the cell (up to half a cell, the reach of the
-  finite-difference error), and its value is the model's
-  ``z + gᵀs + ½ sᵀHs``. The signs of the eigenvalues of ``H`` classify it: two
-  positive: minimum, two negative: maximum, mixed: saddle (``index`` = number
-  negative / 2; a zero eigenvalue counts as positive). Candidates within one cell
-  of each other with the same kind are merged (the smallest Newton step wins).
-  Cells touching a non-finite value (a diverged point) or its finite-difference
-  stencil are skipped. Exact for quadratic surfaces; for smooth ones the error is
-  ``O(h²)``.
-
-  Args:
-    xs: ``(nx,)`` strictly monotonic x coordinates, ``nx >= 3``.
-    ys: ``(ny,)`` strictly monotonic y coordinates, ``ny >= 3``.
-    z: ``(ny, nx)`` surface values, ``z[j, i]`` at ``(xs[i], ys[j])``; NaN/inf allowed.
-
-  Returns:
-    :class:`GridCriticalPoints`, sorted by loss.
-
-  Example:
-    >>> xs, ys = np.linspace(-1, 1, 41), np.linspace(-1, 1, 31)
-    >>> z = xs[None, :] ** 2 - ys[:, None] ** 2
-    >>> grid_critical_points(xs, ys, z).kind       # array(['saddle'], dtype='<U7')
-
-  References:
-    Li, Xu, Taylor, Studer & Goldstein, "Visualizing the loss landscape of neural
-    nets", NeurIPS 2018 (the surfaces).
-    Fornberg, "Generation of finite difference formulas on arbitrarily spaced grids",
-    Math. Comp. 1988 (the non-uniform stencils behind ``np.gradient``).
-  """
-  xs, ys = _check_axis("xs", xs), _check_axis("ys", ys)
-  z = np.asarray(z, dtype=np.float64)
-  if z.shape != (ys.size, xs.size):
-    raise DataError(f"z has shape {z.shape} but the grid needs (len(ys), len(xs)) = "
-                    f"({ys.size}, {xs.size}); z[j, i] must be the value at (xs[i], ys[j])")
-  if xs[1] < xs[0]:
-    xs, z = xs[::-1], z[:, ::-1]
-  if ys[1] < ys[0]:
-    ys, z = ys[::-1], z[::-1, :]
-  with np.errstate(invalid="ignore"):
-    zy, zx = np.gradient(z, ys, xs, edge_order=2)
-    zxx = np.gradient(zx, xs, axis=1, edge_order=2)
-    zyy = np.gradient(zy, ys, axis=0, edge_order=2)
-    zxy = 0.5 * (np.gradient(zx, ys, axis=0, edge_order=2)
-                 + np.gradient(zy, xs, axis=1, edge_order=2))
-  fields = np.stack([z, zx, zy, zxx, zxy, zyy])                 # (6, ny, nx)
-  corner = lambda a: np.stack([a[..., :-1, :-1], a[..., :-1, 1:],  # noqa: E731
-                               a[..., 1:, :-1], a[..., 1:, 1:]])  # (4, ..., ny-1, nx-1)
-  cells = corner(fields)
-  finite = np.all(np.isfinite(cells), axis=(0, 1))
-  with np.errstate(invalid="ignore"):
-    candidate = finite & _crosses_zero(cells[:, 1]) & _crosses_zero(cells[:, 2])
-  found = []
-  for j, i in zip(*np.nonzero(candidate)):
-    nodes = [(j, i), (j, i + 1), (j + 1, i), (j + 1, i + 1)]
-    jn, inn = min(nodes, key=lambda n: math.hypot(zx[n], zy[n]))
-    g = np.array([zx[jn, inn], zy[jn, inn]])
-    h = np.array([[zxx[jn, inn], zxy[jn, inn]], [zxy[jn, inn], zyy[jn, inn]]])
-    step = -np.linalg.pinv(h) @ g
-    x, y = xs[inn] + step[0], ys[jn] + step[1]
-    hx, hy = xs[i + 1] - xs[i], ys[j + 1] - ys[j]
-    inside_x = xs[i] - hx / 2 <= x <= xs[i + 1] + hx / 2
-    if not (inside_x and ys[j] - hy / 2 <= y <= ys[j + 1] + hy / 2):
-      continue
-    eig = np.linalg.eigvalsh(h)
-    negative = int(np.sum(eig < 0))
-    kind = ("minimum", "saddle", "maximum")[negative]
-    value = z[jn, inn] + g @ step + 0.5 * step @ h @ step
-    frac = (np.interp(x, xs, np.arange(xs.size)), np.interp(y, ys, np.arange(ys.size)))
-    size = abs(step[0]) / hx + abs(step[1]) / hy
-    found.append((frac, size, (x, y), value, kind, negative / 2))
-  kept: list = []
-  for point in sorted(found, key=lambda p: p[1]):
-    if not any(q[4] == point[4] and abs(q[0][0] - point[0][0]) <= 1
-               and abs(q[0][1] - point[0][1]) <= 1 for q in kept):
-      kept.append(point)
-  kept.sort(key=lambda p: p[3])
-  return GridCriticalPoints(
-      coords=np.array([p[2] for p in kept], dtype=np.float64).reshape(-1, 2),
-      loss=np.array([p[3] for p in kept], dtype=np.float64),
-      kind=np.array([p[4] for p in kept], dtype="<U7"),
-      index=np.array([p[5] for p in kept], dtype=np.float64))

@@ -49,6 +49,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PyTree
 
+from landscape import _validate
 from landscape.errors import ConfigError, unknown_name
 
 __all__ = [
@@ -101,14 +102,6 @@ def _check_like(tree: PyTree, ref: PyTree, name: str, ref_name: str) -> list[Any
   return leaves
 
 
-def _check_float(paths: list[str], leaves: list[Any], name: str) -> None:
-  for p, leaf in zip(paths, leaves):
-    dtype = jnp.result_type(leaf)
-    if not jnp.issubdtype(dtype, jnp.floating):
-      raise ConfigError(f"{name}{p} has dtype {dtype}; directions need floating-point "
-                        f"leaves (cast {name} to float32)")
-
-
 def _check_norm(norm: str) -> None:
   if norm not in NORMS:
     raise unknown_name("norm", norm, NORMS)
@@ -121,15 +114,6 @@ def _zero_1d(ignore: str | None) -> bool:
   if ignore not in IGNORES:
     raise unknown_name("ignore", ignore, IGNORES)
   return ignore == "biasbn"
-
-
-def _check_key(key: Any) -> None:
-  ok = isinstance(key, jax.Array) and (
-      jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-      or (key.dtype == jnp.uint32 and key.ndim == 1))
-  if not ok:
-    raise ConfigError(f"key must be a JAX PRNG key, got {type(key).__name__} {key!r:.60}; "
-                      "pass e.g. jax.random.key(0)")
 
 
 # ----------------------------------------------------------------------------- normalization
@@ -216,8 +200,8 @@ def normalize(direction: Direction, params: Params, *, norm: str = "filter",
   _check_norm(norm)
   zero_1d = _zero_1d(ignore)
   d_leaves = _check_like(direction, params, "direction", "params")
-  paths, p_leaves, treedef = _flat(params)
-  _check_float(paths, p_leaves, "params")
+  _validate.param_tree(params)
+  _, p_leaves, treedef = _flat(params)
   return jax.tree.unflatten(treedef, _normalize_leaves(d_leaves, p_leaves, norm, zero_1d))
 
 
@@ -244,11 +228,11 @@ def random(key: jax.Array, params: Params, *, norm: str = "filter",
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
     NeurIPS 2018.
   """
-  _check_key(key)
+  _validate.prng_key(key)
   _check_norm(norm)
   _zero_1d(ignore)
-  paths, leaves, treedef = _flat(params)
-  _check_float(paths, leaves, "params")
+  _validate.param_tree(params)
+  _, leaves, treedef = _flat(params)
   specs = tuple((tuple(jnp.shape(w)), np.dtype(jnp.result_type(w))) for w in leaves)
   draw = jax.tree.unflatten(treedef, _gaussian_leaves(key, specs))
   return normalize(draw, params, norm=norm, ignore=ignore)
@@ -364,7 +348,7 @@ def random_plane(key: jax.Array, params: Params, *, norm: str = "filter",
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
     NeurIPS 2018.
   """
-  _check_key(key)
+  _validate.prng_key(key)
   kx, ky = jax.random.split(key)
   dx = random(kx, params, norm=norm, ignore=ignore)
   dy = random(ky, params, norm=norm, ignore=ignore)
@@ -399,8 +383,8 @@ def target(params_from: Params, params_to: Params) -> Direction:
     problems", ICLR 2015.
   """
   to_leaves = _check_like(params_to, params_from, "params_to", "params_from")
-  paths, from_leaves, treedef = _flat(params_from)
-  _check_float(paths, from_leaves, "params_from")
+  _validate.param_tree(params_from, "params_from")
+  _, from_leaves, treedef = _flat(params_from)
   out = [(jnp.asarray(b) - jnp.asarray(a)).astype(jnp.result_type(a))
          for a, b in zip(from_leaves, to_leaves)]
   return jax.tree.unflatten(treedef, out)
@@ -530,11 +514,10 @@ def pca(trajectory: Sequence[Params] | Params, final_params: Params, n: int = 2,
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
     NeurIPS 2018 (Sec. 7).
   """
-  if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-    raise ConfigError(f"pca: n must be a positive integer, got {n!r}")
+  n = _validate.integer("n", n, low=1, fix="pass e.g. pca(..., n=2) for a plane")
   zero_1d = _zero_1d(ignore)
-  paths, final_leaves, treedef = _flat(final_params)
-  _check_float(paths, final_leaves, "final_params")
+  _validate.param_tree(final_params, "final_params")
+  _, final_leaves, treedef = _flat(final_params)
   num, column = _trajectory_columns(trajectory, final_params)
   if num < n + 1:
     raise ConfigError(f"pca: {n} component(s) need at least {n + 1} trajectory points, got "

@@ -3,6 +3,11 @@
 Every failure a user can cause (a bad name, shape, range or file) is a
 :class:`LandscapeError` with a one-line message that names the bad value and the
 fix. The CLI prints the message without a traceback and exits with status 2.
+
+Each kind of mistake has one class across the package: a bad argument (value,
+name, type or range) is a :class:`ConfigError` (the shared checks are in
+``landscape._validate``), wrong data shapes or contents a :class:`DataError`, and
+a point the probes cannot examine (non-finite loss or gradient) a :class:`ProbeError`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ class LandscapeError(Exception):
 
 
 class ConfigError(LandscapeError, ValueError):
-  """A bad configuration value, name or hyperparameter."""
+  """A bad argument or configuration value: a wrong type, range or name.
+
+  E.g. ``k`` larger than the parameter count, ``tol < 0``, an unknown method name,
+  a ``key`` that is not a PRNG key, an empty or integer params tree.
+  """
 
 
 class DataError(LandscapeError, ValueError):
@@ -27,7 +36,14 @@ class ResultFileError(LandscapeError):
 
 
 class ProbeError(LandscapeError, ValueError):
-  """A probe that cannot run at the requested point (non-finite loss, k too large, ...)."""
+  """A point that cannot be probed: the loss or its gradient is not finite there.
+
+  Raised at a probe point or search start whose loss or gradient is nan/inf
+  (diverged weights, nan/inf data, a loss not differentiable there).
+
+  Bad probe *arguments* (``k`` out of range, a non-key ``key``, ...) are
+  :class:`ConfigError`.
+  """
 
 
 def unknown_name(kind: str, name: object, valid: Iterable[str]) -> ConfigError:

@@ -1,4 +1,4 @@
-"""Hessian probes of a dataset-mean loss: HVP, Lanczos spectra, trace, density, curvature maps.
+"""Hessian probes of a dataset-mean loss: HVP, Lanczos spectra, trace, spectral density.
 
 Every probe sees the Hessian as an operator ``v -> H v`` on parameter pytrees
 (forward-over-reverse, never formed), of the mean loss over *all* samples of
@@ -13,7 +13,9 @@ Every probe sees the Hessian as an operator ``v -> H v`` on parameter pytrees
 
 The probes are thin compositions of the matvec-level algorithms of
 :mod:`landscape.linalg` (Lanczos, Ritz pairs, SLQ quadrature, Hutchinson/Hutch++)
-with the HVP operator; this module adds the validation, defaults and results.
+with the HVP operator; this module adds the defaults and results, and the argument
+checks of :mod:`landscape._validate`. Grid-level curvature maps (``curvature_map``,
+still importable from here) live in :mod:`landscape.curvature`.
 A Krylov basis of ``m`` vectors is stored as a pytree like ``params`` whose leaves
 have a leading ``(m,)`` axis, so memory is ``m`` times the parameter count.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -31,12 +33,12 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from landscape import _progress, linalg
-from landscape._batching import batched_mean, check_batch_size, num_samples
-from landscape.errors import ProbeError, unknown_name
+from landscape import _progress, _validate, linalg
+from landscape.batching import batched_mean, check_batch_size, num_samples
+from landscape.errors import ConfigError, ProbeError
 # The matvec-level algorithms live in landscape.linalg; re-exported here, where they were.
-from landscape.linalg import (WHICH, _dtype, _num_params, _random_tree, lanczos,  # noqa: F401
-                              tridiagonal)
+from landscape.linalg import WHICH, lanczos, tridiagonal  # noqa: F401
+from landscape.linalg import num_params, random_tree, tree_dtype
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -114,31 +116,6 @@ def _loss_and_grad_norm(loss_fn: LossFn, params: PyTree, data: PyTree, batch_siz
   return loss, optax.tree.norm(grad)
 
 
-def _check_params(params: PyTree) -> int:
-  leaves = jax.tree.leaves(params)
-  if not leaves:
-    raise ProbeError("params has no arrays; pass the parameter pytree of the model")
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-      raise ProbeError(
-          f"params leaf {jax.tree_util.keystr(path)} has dtype {jnp.result_type(leaf)}; "
-          "the Hessian needs floating-point parameters (cast it, or close over it in loss_fn)")
-  return _num_params(params)
-
-
-def _check_key(key: Any) -> None:
-  ok = isinstance(key, jax.Array) and (
-      jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-      or (key.dtype == jnp.uint32 and key.shape == (2,)))
-  if not ok:
-    raise ProbeError(f"key must be a JAX PRNG key, got {key!r}; pass key=jax.random.key(0)")
-
-
-def _check_int(name: str, value: Any, low: int, fix: str) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-    raise ProbeError(f"{name} must be an integer >= {low}, got {value!r}; {fix}")
-
-
 def _check_probe_point(loss_fn: LossFn, params: PyTree, data: PyTree,
                        batch_size: int | None) -> None:
   """Raise ProbeError unless the loss and its gradient are finite at ``params``."""
@@ -152,50 +129,21 @@ def _check_probe_point(loss_fn: LossFn, params: PyTree, data: PyTree,
                      "probe a point where the loss is differentiable and finite")
 
 
-class _ById:
-  """An unhashable callable made usable as a jit static argument (hashed by identity)."""
-  __slots__ = ("fn",)
-
-  def __init__(self, fn: Callable):
-    self.fn = fn
-
-  def __call__(self, *args):
-    return self.fn(*args)
-
-  def __hash__(self) -> int:
-    return id(self.fn)
-
-  def __eq__(self, other: object) -> bool:
-    return isinstance(other, _ById) and other.fn is self.fn
-
-
 def _prepare(loss_fn: LossFn, params: PyTree, data: PyTree, key: Any,
              batch_size: int | None) -> tuple[LossFn, int]:
   """Validate the common probe arguments; return a hashable ``loss_fn`` and the dimension."""
-  if not callable(loss_fn):
-    raise ProbeError(f"loss_fn must be callable as loss_fn(params, batch), got {loss_fn!r}")
-  dim = _check_params(params)
-  _check_key(key)
+  loss_fn = _validate.loss_callable(loss_fn)
+  _validate.param_tree(params)
+  _validate.prng_key(key)
   check_batch_size(batch_size)
   if data is not None:
     num_samples(data)  # raises DataError for leaves without a common sample axis
-  try:
-    hash(loss_fn)
-  except TypeError:
-    loss_fn = _ById(loss_fn)
   _check_probe_point(loss_fn, params, data, batch_size)
-  return loss_fn, dim
+  return loss_fn, num_params(params)
 
 
 def _default_num_steps(k: int, dim: int) -> int:
-  """The default Lanczos cap ``min(dim, max(2k + 60, 80))`` of :func:`eigenvalues`.
-
-  With the early stop this is a cap, not a cost: well-separated extreme
-  eigenvalues stop after ~10–30 steps. Clustered extremes (e.g. a bulk of
-  near-zero eigenvalues when asking for the smallest) converge slowly — raise
-  ``num_steps`` and read ``Eigen.residuals``; memory grows as ``num_steps``
-  copies of the parameters.
-  """
+  """The default Lanczos cap ``min(dim, max(2k + 60, 80))`` of :func:`eigenvalues`."""
   return min(dim, max(2 * k + 60, 80))
 
 
@@ -204,7 +152,7 @@ def _default_num_steps(k: int, dim: int) -> int:
 def _eigen_impl(loss_fn, params, data, key, tol, *, k, which, num_steps, batch_size,
                 return_vectors, report=False):
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
-  return linalg.extreme_eigenpairs(matvec, _random_tree(key, params), tol, k=k, which=which,
+  return linalg.extreme_eigenpairs(matvec, random_tree(key, params), tol, k=k, which=which,
                                    num_steps=num_steps, return_vectors=return_vectors,
                                    report=report)
 
@@ -271,26 +219,24 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
     Ghorbani, Krishnan & Xiao, "An investigation into neural net optimization via
     Hessian eigenvalue density", ICML 2019.
   """
-  if which not in WHICH:
-    raise unknown_name("which", which, WHICH)
-  dim = _check_params(params)
-  _check_int("k", k, 1, "pass k=1 or more")
+  _validate.choice("which", which, WHICH)
+  dim = num_params(_validate.param_tree(params))
+  k = _validate.integer("k", k, low=1, fix="pass k=1 or more")
   if k > dim:
-    raise ProbeError(f"k={k} exceeds the number of parameters ({dim}); pass k <= {dim}")
+    raise ConfigError(f"k={k} exceeds the number of parameters ({dim}); pass k <= {dim}")
   if num_steps is None:
     num_steps = _default_num_steps(k, dim)
-  _check_int("num_steps", num_steps, 1, f"pass num_steps >= k ({k})")
+  num_steps = _validate.integer("num_steps", num_steps, low=1, fix=f"pass num_steps >= k ({k})")
   if num_steps < k:
-    raise ProbeError(f"num_steps={num_steps} is smaller than k={k}; pass num_steps >= {k}")
-  if not (isinstance(tol, (int, float)) and tol >= 0):
-    raise ProbeError(f"tol must be a non-negative number, got {tol!r}; pass e.g. tol=1e-6")
+    raise ConfigError(f"num_steps={num_steps} is smaller than k={k}; pass num_steps >= {k}")
+  tol = _validate.positive("tol", tol, zero=True, fix="pass e.g. tol=1e-6")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  dtype = _dtype(params)
-  steps = min(int(num_steps), dim)
+  dtype = tree_dtype(params)
+  steps = min(num_steps, dim)
   with _progress.progress(steps, "steps", f"Hessian eigenvalues ({which}, Lanczos)",
                           cap=tol > 0, ticks=True) as progress:
     n, out = jax.block_until_ready(_eigen_impl(
-        loss_fn, params, data, key, jnp.asarray(tol, dtype), k=int(k), which=which,
+        loss_fn, params, data, key, jnp.asarray(tol, dtype), k=k, which=which,
         num_steps=steps, batch_size=batch_size, return_vectors=bool(return_vectors),
         report=progress.enabled))
   results = tuple(Eigen(values, vectors, int(n), residuals) for values, vectors, residuals in out)
@@ -336,9 +282,9 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
   matvec_at = hvp_fn(loss_fn, data, batch_size=batch_size)
 
   def extremes(params: PyTree, key: PRNGKeyArray) -> tuple[jax.Array, jax.Array]:
-    steps = min(num_steps, _num_params(params))
+    steps = min(num_steps, num_params(params))
     alphas, betas, _ = lanczos(functools.partial(matvec_at, params),
-                               _random_tree(key, params), steps)
+                               random_tree(key, params), steps)
     theta = jnp.linalg.eigvalsh(tridiagonal(alphas, betas))
     return theta[-1], theta[0]
 
@@ -403,18 +349,18 @@ def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyA
     Yao, Gholami, Keutzer & Mahoney, "PyHessian: neural networks through the lens
     of the Hessian", IEEE BigData 2020.
   """
-  if method not in TRACE_METHODS:
-    raise unknown_name("trace method", method, TRACE_METHODS)
+  _validate.choice("trace method", method, TRACE_METHODS)
   low = 2 if method == "hutchinson" else 4
-  _check_int("num_samples", num_samples, low,
-             f"{method} needs at least {low} HVPs for an estimate with a standard error")
+  num_samples = _validate.integer(
+      "num_samples", num_samples, low=low,
+      fix=f"{method} needs at least {low} HVPs for an estimate with a standard error")
   if probe_chunk is not None:
-    _check_int("probe_chunk", probe_chunk, 1, "pass a positive chunk size or None")
+    _validate.integer("probe_chunk", probe_chunk, low=1, fix="pass a positive chunk size or None")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  with _progress.progress(int(num_samples), "HVPs", f"Hessian trace ({method})",
+  with _progress.progress(num_samples, "HVPs", f"Hessian trace ({method})",
                           ticks=True) as progress:
     return jax.block_until_ready(_trace_impl(
-        loss_fn, params, data, key, num_samples=int(num_samples), method=method,
+        loss_fn, params, data, key, num_samples=num_samples, method=method,
         batch_size=batch_size, probe_chunk=probe_chunk, report=progress.enabled))
 
 
@@ -444,7 +390,7 @@ def _slq_impl(loss_fn, params, data, key, *, num_runs, num_steps, batch_size, re
   matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
 
   def run(k):
-    return linalg.slq(matvec, _random_tree(k, params, "rademacher"), num_steps, report=report)
+    return linalg.slq(matvec, random_tree(k, params, "rademacher"), num_steps, report=report)
 
   return jax.vmap(run)(jax.random.split(key, num_runs))
 
@@ -499,38 +445,21 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
     Yao, Gholami, Keutzer & Mahoney, "PyHessian: neural networks through the lens
     of the Hessian", IEEE BigData 2020.
   """
-  _check_int("num_runs", num_runs, 1, "pass e.g. num_runs=4")
-  _check_int("num_steps", num_steps, 1, "pass e.g. num_steps=40")
-  _check_int("grid_size", grid_size, 2, "pass e.g. grid_size=1000")
-  for name, value in (("sigma", sigma), ("margin", margin)):
-    if value is not None and not (isinstance(value, (int, float)) and value >= 0
-                                  and math.isfinite(value) and (name == "margin" or value > 0)):
-      raise ProbeError(f"{name} must be a {'positive' if name == 'sigma' else 'non-negative'} "
-                       f"finite number or None, got {value!r}; pass {name}=None for the default")
+  num_runs = _validate.integer("num_runs", num_runs, low=1, fix="pass e.g. num_runs=4")
+  num_steps = _validate.integer("num_steps", num_steps, low=1, fix="pass e.g. num_steps=40")
+  grid_size = _validate.integer("grid_size", grid_size, low=2, fix="pass e.g. grid_size=1000")
+  sigma = _validate.positive("sigma", sigma, optional=True, fix="pass sigma=None for the default")
+  margin = _validate.positive("margin", margin, zero=True, optional=True,
+                              fix="pass margin=None for the default")
   loss_fn, dim = _prepare(loss_fn, params, data, key, batch_size)
-  steps = min(int(num_steps), dim)
-  with _progress.progress(steps, "steps", f"spectral density (SLQ, {int(num_runs)} runs)",
+  steps = min(num_steps, dim)
+  with _progress.progress(steps, "steps", f"spectral density (SLQ, {num_runs} runs)",
                           ticks=True) as progress:
     theta, tau = jax.block_until_ready(_slq_impl(
-        loss_fn, params, data, key, num_runs=int(num_runs), num_steps=steps,
+        loss_fn, params, data, key, num_runs=num_runs, num_steps=steps,
         batch_size=batch_size, report=progress.enabled))
-  grid, phi = _smoothed_density(theta, tau, sigma, margin, grid_size=int(grid_size))
-  return Density(grid, phi, theta, tau, int(num_runs) * steps)
-
-
-@functools.partial(jax.jit, static_argnames="grid_size")
-def _smoothed_density(theta, tau, sigma, margin, *, grid_size):
-  """Gaussian-smoothed quadrature ``(1/R) Σ τ g_σ(t − θ)`` on a grid, normalized."""
-  lo, hi = jnp.min(theta), jnp.max(theta)
-  width = hi - lo
-  width = jnp.where(width > 0, width, jnp.maximum(jnp.abs(hi), 1.0))
-  sig = width / 100.0 if sigma is None else jnp.asarray(sigma, theta.dtype)
-  pad = 5.0 * sig if margin is None else jnp.asarray(margin, theta.dtype)
-  grid = jnp.linspace(lo - pad, hi + pad, grid_size, dtype=theta.dtype)
-  z = (grid[:, None] - theta.reshape(-1)[None, :]) / sig
-  kernel = jnp.exp(-0.5 * z ** 2) / (sig * np.sqrt(2.0 * np.pi))
-  phi = kernel @ tau.reshape(-1) / theta.shape[0]
-  return grid, phi / jnp.trapezoid(phi, grid)
+  grid, phi = linalg.smoothed_density(theta, tau, sigma, margin, grid_size=grid_size)
+  return Density(grid, phi, theta, tau, num_runs * steps)
 
 
 def negative_fraction(density_result: Density, threshold: float = 0.0) -> float:
@@ -560,61 +489,10 @@ def negative_fraction(density_result: Density, threshold: float = 0.0) -> float:
   return float(np.mean(np.sum(np.where(below, weights, 0.0), axis=-1)))
 
 
-# ------------------------------------------------------------------ curvature map
+# ------------------------------------------------ curvature map (landscape.curvature)
 
-def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree], xs, ys=None,
-                  data: PyTree = None, *, key: PRNGKeyArray, num_steps: int = 16,
-                  batch_size: int | None = None, chunk_size: int | None = None,
-                  point_mode: str = "auto", done: np.ndarray | None = None,
-                  on_chunk: Callable | None = None, progress: bool | None = None):
-  """Extreme Hessian eigenvalues at every point of a grid (Li et al. 2018, Figs. 7–8).
-
-  At each point ``θ + xs[i]·dx (+ ys[j]·dy)`` one Lanczos run of ``num_steps`` HVPs
-  on the full-dataset Hessian (:func:`extreme_eigenvalues_fn`) estimates
-  ``max_eig = λ_max`` and ``min_eig = λ_min``; ``|min_eig / max_eig|`` small means
-  locally convex, large means strong negative curvature. The points are evaluated
-  by the sweep engine of :mod:`landscape.surface` — chunks of points vmapped or
-  ``lax.map``-ed, sharded over devices, streamed to ``on_chunk`` (resumable with
-  ``done``) — each point seeing the whole dataset (the Lanczos run does its own
-  batching, since eigenvalues are not means of per-batch values). Every point
-  starts Lanczos from the same random vector drawn with ``key``, so a map is
-  reproducible and a resumed map equals an uninterrupted one.
-
-  Args:
-    loss_fn: ``loss_fn(params, batch) -> scalar`` mean loss over ``batch``.
-    params: the centre θ; directions: ``(dx,)`` or ``(dx, dy)``.
-    xs, ys: grid coordinates (``ys=None`` for 1-D).
-    data: pytree with a leading sample axis, or ``None``.
-    key: PRNG key of the Lanczos start vector.
-    num_steps: Lanczos steps (= HVPs) per point.
-    batch_size: data samples per batch inside each HVP.
-    chunk_size, point_mode, done, on_chunk, progress: as :func:`landscape.surface.sweep`
-      (the progress of a map is its rows; the Lanczos runs inside report nothing).
-
-  Returns:
-    A :class:`landscape.surface.Surface` with ``values["max_eig"]`` and
-    ``values["min_eig"]`` of the grid's shape.
-
-  Example:
-    >>> cmap = curvature_map(loss_fn, params, (dx, dy), xs, ys, (x, y), key=key)
-    >>> ratio = np.abs(cmap.values["min_eig"] / cmap.values["max_eig"])
-
-  References:
-    Li, Xu, Taylor, Studer & Goldstein, "Visualizing the loss landscape of neural
-    nets", NeurIPS 2018.
-  """
-  from landscape import surface as _surface
-  _check_key(key)
-  _check_int("num_steps", num_steps, 1, "pass num_steps >= 1, e.g. 16")
-  _check_params(params)
-
-  def point_fn(coeffs, data_):
-    extremes = extreme_eigenvalues_fn(loss_fn, data_, num_steps=num_steps,
-                                      batch_size=batch_size)
-    lmax, lmin = extremes(_surface.shift(params, directions, coeffs), key)
-    return {"max_eig": lmax, "min_eig": lmin}
-
-  return _surface.sweep(point_fn, xs, ys, data, batch_size=batch_size, chunk_size=chunk_size,
-                        point_mode=point_mode, done=done, on_chunk=on_chunk,
-                        dtype=_dtype(params), reduce=False, progress=progress,
-                        desc="curvature map")
+def __getattr__(name: str):
+  if name == "curvature_map":
+    from landscape.curvature import curvature_map
+    return curvature_map
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

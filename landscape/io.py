@@ -71,6 +71,7 @@ import numpy as np
 from jaxtyping import Bool, Float
 
 from landscape.errors import ConfigError, DataError, LandscapeError, ResultFileError
+from landscape.grid import Grid
 
 PyTree = Any
 
@@ -595,8 +596,7 @@ def _close(h5: h5py.File, path: str, kept: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _Request:
-  xs: np.ndarray
-  ys: np.ndarray | None
+  grid: Grid
   fields: tuple[str, ...]
   done: str
   attrs: dict[str, Any]
@@ -604,21 +604,20 @@ class _Request:
   dtype: np.dtype
 
   @property
+  def xs(self) -> np.ndarray:
+    return self.grid.xs
+
+  @property
+  def ys(self) -> np.ndarray | None:
+    return self.grid.ys
+
+  @property
   def shape(self) -> tuple[int, ...]:
-    return (self.xs.size,) if self.ys is None else (self.ys.size, self.xs.size)
-
-
-def _coords(name: str, values: Any) -> np.ndarray:
-  arr = np.asarray(values, dtype=np.float64)
-  if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
-    raise ConfigError(f"{name} must be a non-empty 1-D array of finite coordinates, got "
-                      f"{_short(values)}; pass e.g. np.linspace(-1, 1, 51)")
-  return arr
+    return self.grid.shape
 
 
 def _request(xs, ys, fields, done, attrs, directions, dtype) -> _Request:
-  xs = _coords("xs", xs)
-  ys = None if ys is None else _coords("ys", ys)
+  grid = Grid.of(xs, ys)
   if isinstance(fields, str) or not fields:
     raise ConfigError(f"fields must be a non-empty sequence of names, got {fields!r}; pass "
                       "e.g. fields=('train_loss', 'train_acc')")
@@ -633,7 +632,7 @@ def _request(xs, ys, fields, done, attrs, directions, dtype) -> _Request:
   dtype = np.dtype(dtype)
   if dtype.kind != "f":
     raise ConfigError(f"dtype {dtype} is not a floating type; pass np.float32 or np.float64")
-  ndim = 1 if ys is None else 2
+  ndim = grid.ndim
   if directions is not None:
     directions = tuple(directions)
     if len(directions) != ndim:
@@ -644,7 +643,7 @@ def _request(xs, ys, fields, done, attrs, directions, dtype) -> _Request:
   if bad:
     raise ConfigError(f"attribute {bad[0]!r} is written by landscape itself; drop it from attrs")
   encoded = {k: _encode_attr(k, v) for k, v in attrs.items() if v is not None}
-  return _Request(xs, ys, fields, done, encoded, directions, dtype)
+  return _Request(grid, fields, done, encoded, directions, dtype)
 
 
 def _attach_scales(f: h5py.File, ds: h5py.Dataset) -> None:
@@ -850,8 +849,7 @@ class GridFile:
 
   def __init__(self, h5: h5py.File, path: str, fields: tuple[str, ...], done: str):
     self._h5, self._path, self._fields, self._done_name = h5, path, fields, done
-    self._xs = np.asarray(h5[_X][()])
-    self._ys = np.asarray(h5[_Y][()]) if _Y in h5 else None
+    self._grid = Grid(np.asarray(h5[_X][()]), np.asarray(h5[_Y][()]) if _Y in h5 else None)
 
   @classmethod
   def open(cls, path: str | os.PathLike, *, xs: Float[np.ndarray, "nx"] | Sequence[float],
@@ -925,17 +923,22 @@ class GridFile:
   @property
   def xs(self) -> np.ndarray:
     """The x grid, shape ``(nx,)``."""
-    return self._xs.copy()
+    return self._grid.xs.copy()
 
   @property
   def ys(self) -> np.ndarray | None:
     """The y grid, shape ``(ny,)``, or ``None`` on a 1-D grid."""
-    return None if self._ys is None else self._ys.copy()
+    return None if self._grid.ys is None else self._grid.ys.copy()
+
+  @property
+  def grid(self) -> Grid:
+    """The file's :class:`landscape.grid.Grid`."""
+    return self._grid
 
   @property
   def shape(self) -> tuple[int, ...]:
     """``(ny, nx)`` or ``(nx,)``."""
-    return (self._xs.size,) if self._ys is None else (self._ys.size, self._xs.size)
+    return self._grid.shape
 
   @property
   def fields(self) -> tuple[str, ...]:
@@ -966,20 +969,43 @@ class GridFile:
     """
     vals, mask, start, m = self._check_run(flat_start, values, done)
     _room_to_write(self._path, m * (len(vals) * 8 + 1), "the points computed so far are kept")
-    nx = self._xs.size
-    offset = 0
-    while offset < m:
-      row, col = divmod(start + offset, nx)
-      n = min(nx - col, m - offset)
-      index = (slice(col, col + n),) if self._ys is None else (row, slice(col, col + n))
-      part = slice(offset, offset + n)
+    for index, part in self._grid.rows(start, m):
       try:
         self._write_segment(index, {k: v[part] for k, v in vals.items()},
                             None if mask is None else mask[part])
       except (OSError, RuntimeError) as exc:
         raise self._write_error(exc) from None
-      offset += n
     self.flush()
+
+  def write_points(self, flat_indices: Any, values: Mapping[str, Any]) -> None:
+    """Store the values of any set of points (e.g. a sweep chunk), mark them done, flush.
+
+    The one way computed points reach a grid file: ``surface.sweep(..., done=g.done,
+    on_chunk=g.write_points)`` streams a sweep into the file. The points are written as
+    contiguous runs of :meth:`write`, in increasing flat order.
+
+    Args:
+      flat_indices: ``(m,)`` distinct flat indices ``p = j·nx + i``, in any order.
+      values: one array of shape ``(m,)`` per field of :attr:`fields`, in the order of
+        ``flat_indices``; other keys are refused.
+
+    Example:
+      >>> g.write_points(np.array([7, 3, 4]), {"train_loss": np.array([0.7, 0.3, 0.4])})
+    """
+    idx = np.asarray(flat_indices).reshape(-1)
+    if idx.dtype.kind not in "iu":
+      raise ConfigError(f"write_points() needs integer flat indices, got dtype {idx.dtype}")
+    order = np.argsort(idx, kind="stable")
+    idx = idx[order]
+    if idx.size > 1 and np.any(np.diff(idx) == 0):
+      raise ConfigError("write_points() got a flat index twice; pass distinct points")
+    vals = {k: np.asarray(v).reshape(-1) for k, v in values.items()}
+    bad = {k: v.size for k, v in vals.items() if v.size != idx.size}
+    if bad:
+      raise ConfigError(f"write_points() got {idx.size} indices but values of sizes {bad}; "
+                        "pass one value per point for every field")
+    for a, b in Grid.runs(idx):
+      self.write(int(idx[a]), {k: v[order[a:b]] for k, v in vals.items()})
 
   def _write_error(self, exc: OSError) -> ResultFileError:
     return _write_failed(self._path, exc, "the points computed so far are kept")
@@ -1063,7 +1089,7 @@ class GridFile:
     self.close()
 
   def __repr__(self) -> str:
-    return (f"GridFile({self._path!r}, {_plane_str(self._xs, self._ys)}, "
+    return (f"GridFile({self._path!r}, {_plane_str(self._grid.xs, self._grid.ys)}, "
             f"fields={list(self._fields)}, done={self._done_name!r})")
 
 
@@ -1145,14 +1171,26 @@ class Result:
   group_attrs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
   @property
+  def grid(self) -> Grid:
+    """The file's :class:`landscape.grid.Grid`."""
+    return Grid(self.xs, self.ys)
+
+  @property
   def ndim(self) -> int:
     """1 for a line, 2 for a plane."""
-    return 1 if self.ys is None else 2
+    return self.grid.ndim
 
   @property
   def shape(self) -> tuple[int, ...]:
     """``(ny, nx)`` or ``(nx,)``."""
-    return (self.xs.size,) if self.ys is None else (self.ys.size, self.xs.size)
+    return self.grid.shape
+
+  def done_for(self, name: str) -> np.ndarray | None:
+    """The mask of computed points of field ``name``: the done mask that covers it (the
+    eigenvalue maps have their own), ``None`` when the file has none."""
+    key = self.field_done.get(name) or (
+        "eig_done" if name in _ORIGINAL_EIG and "eig_done" in self.done else "done")
+    return self.done.get(key)
 
 
 def load(path: str | os.PathLike) -> Result:
@@ -1189,7 +1227,7 @@ def _load(f: h5py.File, path: str) -> Result:
     _check_format(f, path)
   xs = _read_coords(f[_X], path)
   ys = _read_coords(f[_Y], path) if isinstance(f.get(_Y), h5py.Dataset) else None
-  shape = (xs.size,) if ys is None else (ys.size, xs.size)
+  shape = Grid(xs, ys).shape
   result = Result(path=path, attrs=_attrs_dict(f), xs=xs, ys=ys, fields={}, done={},
                   groups={}, is_original_layout=not ours)
   if ours:

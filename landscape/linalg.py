@@ -31,15 +31,15 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from landscape import _progress
-from landscape.errors import ProbeError, unknown_name
+from landscape import _progress, _validate
 
 PyTree = Any
 MatVec = Callable[[PyTree], PyTree]
 
 __all__ = [
     "MinresInfo", "Ritz", "WHICH", "extreme_eigenpairs", "gauss_quadrature", "hutchinson",
-    "hutchpp", "lanczos", "minres_qlp", "ritz", "slq", "tridiagonal",
+    "hutchpp", "lanczos", "minres_qlp", "num_params", "random_tree", "ritz", "slq",
+    "smoothed_density", "tree_dtype", "tridiagonal",
 ]
 
 WHICH = ("largest", "smallest", "both")
@@ -47,11 +47,13 @@ WHICH = ("largest", "smallest", "both")
 
 # ------------------------------------------------------------------ pytree helpers
 
-def _num_params(tree: PyTree) -> int:
+def num_params(tree: PyTree) -> int:
+  """The number of entries of a pytree of arrays (its dimension as a vector)."""
   return sum(math.prod(jnp.shape(leaf)) for leaf in jax.tree.leaves(tree))
 
 
-def _dtype(tree: PyTree) -> np.dtype:
+def tree_dtype(tree: PyTree) -> np.dtype:
+  """The common dtype of a pytree's leaves (the dtype of a vector in its space)."""
   return jnp.result_type(*jax.tree.leaves(tree))
 
 
@@ -70,14 +72,14 @@ def _matrix_to_rows(mat: jax.Array, like: PyTree) -> PyTree:
                             for p, x in zip(parts, leaves)])
 
 
-def _random_tree(key: PRNGKeyArray, like: PyTree, kind: str = "gaussian") -> PyTree:
+def random_tree(key: PRNGKeyArray, like: PyTree, kind: str = "gaussian") -> PyTree:
   """I.i.d. N(0, 1) (``gaussian``) or ±1 (``rademacher``) entries shaped like ``like``.
 
   One draw of all ``n`` entries, split into the leaves (one PRNG call compiles
   much faster than one per leaf; the distribution is the same).
   """
   sampler = jax.random.normal if kind == "gaussian" else jax.random.rademacher
-  flat = sampler(key, (1, _num_params(like)), _dtype(like))
+  flat = sampler(key, (1, num_params(like)), tree_dtype(like))
   return jax.tree.map(lambda r: r[0], _matrix_to_rows(flat, like))
 
 
@@ -152,7 +154,7 @@ class _State(NamedTuple):
 
 
 def _init_state(v0: PyTree, num_steps: int) -> _State:
-  dtype = _dtype(v0)
+  dtype = tree_dtype(v0)
   basis = jax.tree.map(lambda x: jnp.zeros((num_steps, *jnp.shape(x)), x.dtype), v0)
   zeros = jnp.zeros((num_steps,), dtype)
   zero = jnp.zeros((), dtype)
@@ -233,9 +235,7 @@ def lanczos(matvec: MatVec, v0: PyTree, num_steps: int
     Giraud, Langou & Rozložník, "The loss of orthogonality in the Gram-Schmidt
     orthogonalization process", Computers & Mathematics with Applications 2005.
   """
-  if not isinstance(num_steps, int) or num_steps < 1:
-    raise ProbeError(
-        f"num_steps must be a positive integer, got {num_steps!r}; pass e.g. num_steps=30")
+  num_steps = _validate.integer("num_steps", num_steps, low=1, fix="pass e.g. num_steps=30")
   return _lanczos_loop(matvec, v0, num_steps)
 
 
@@ -394,8 +394,7 @@ def extreme_eigenpairs(matvec: MatVec, v0: PyTree, tol: float | jax.Array, *, k:
   References:
     Parlett, "The Symmetric Eigenvalue Problem", SIAM, 1998, ch. 11–13.
   """
-  if which not in WHICH:
-    raise unknown_name("which", which, WHICH)
+  _validate.choice("which", which, WHICH)
   wanted = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
 
   def body(carry):
@@ -458,6 +457,33 @@ def slq(matvec: MatVec, v0: PyTree, num_steps: int, report: bool = False
   return gauss_quadrature(alphas, betas)
 
 
+@functools.partial(jax.jit, static_argnames="grid_size")
+def smoothed_density(theta: Float[Array, "r m"], tau: Float[Array, "r m"],
+                     sigma: float | None, margin: float | None, *, grid_size: int
+                     ) -> tuple[Float[Array, "g"], Float[Array, "g"]]:
+  """The Gaussian-smoothed SLQ density ``(1/R) Σ_r Σ_i τ_{r,i} g_σ(t − θ_{r,i})`` on a grid.
+
+  ``theta``, ``tau``: the nodes and weights of ``R`` :func:`slq` runs. The grid has
+  ``grid_size`` points over ``[min θ − margin, max θ + margin]``; ``sigma=None`` is
+  1 % of the spectral width, ``margin=None`` is ``5 σ``. The density is renormalized
+  so its trapezoid integral over the grid is 1. Returns ``(grid, density)``.
+
+  References:
+    Lin, Saad & Yang, "Approximating spectral densities of large matrices",
+    SIAM Review 2016.
+  """
+  lo, hi = jnp.min(theta), jnp.max(theta)
+  width = hi - lo
+  width = jnp.where(width > 0, width, jnp.maximum(jnp.abs(hi), 1.0))
+  sig = width / 100.0 if sigma is None else jnp.asarray(sigma, theta.dtype)
+  pad = 5.0 * sig if margin is None else jnp.asarray(margin, theta.dtype)
+  grid = jnp.linspace(lo - pad, hi + pad, grid_size, dtype=theta.dtype)
+  z = (grid[:, None] - theta.reshape(-1)[None, :]) / sig
+  kernel = jnp.exp(-0.5 * z ** 2) / (sig * np.sqrt(2.0 * np.pi))
+  phi = kernel @ tau.reshape(-1) / theta.shape[0]
+  return grid, phi / jnp.trapezoid(phi, grid)
+
+
 # ----------------------------------------------------------------------- trace
 
 def _map(f: Callable, xs: Any, chunk: int | None, report: bool = False) -> Any:
@@ -511,7 +537,7 @@ def hutchinson(matvec: MatVec, like: PyTree, key: PRNGKeyArray, num_samples: int
   def quadratic(z):
     return optax.tree.vdot(z, matvec(z))
 
-  q = _map(lambda k: quadratic(_random_tree(k, like, "rademacher")),
+  q = _map(lambda k: quadratic(random_tree(k, like, "rademacher")),
            jax.random.split(key, num_samples), probe_chunk, report)
   return jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(num_samples)
 
@@ -538,7 +564,7 @@ def hutchpp(matvec: MatVec, like: PyTree, key: PRNGKeyArray, num_samples: int, *
     return optax.tree.vdot(z, matvec(z))
 
   def rademacher(k):
-    return _random_tree(k, like, "rademacher")
+    return random_tree(k, like, "rademacher")
 
   s = num_samples // 3
   g = num_samples - 2 * s

@@ -24,49 +24,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from landscape import _progress
+from landscape import _progress, _validate
 from landscape import config as _config
-from landscape.errors import ConfigError, LandscapeError, unknown_name
+from landscape import direction_kinds as _direction_kinds
+from landscape.errors import ConfigError
+# The run objects live in landscape.experiment; these names are re-exported where they were.
+from landscape.experiment import (SPLITS, Experiment, Run, load_run,  # noqa: F401
+                                  open_run, prepare, resolve)
+from landscape.grid import Grid, grid_critical_points
 
 PyTree = Any
-DIRECTION_KINDS = ("random", "pca", "target", "eigen")
 # Sections of the config that determine a surface file's contents (its identity).
 SURFACE_SECTIONS = ("data", "model", "loss", "train", "surface")
-
-
-@dataclasses.dataclass
-class Experiment:
-  """What a config resolves to: the dataset, the model, the loss and initial variables."""
-  cfg: _config.Config
-  dataset: Any
-  module: Any
-  loss: Callable
-  variables: dict
-
-
-def resolve(config_path: str | None = None, overrides: Sequence[str] = ()) -> _config.Config:
-  """The config of a run: the embedded default or a YAML file, then ``--set`` overrides."""
-  cfg = _config.load(config_path) if config_path else _config.Config()
-  return _config.apply_overrides(cfg, overrides) if overrides else cfg
-
-
-def prepare(cfg: _config.Config) -> Experiment:
-  """Load the data, build the loss and the model, initialize; check task/loss agreement."""
-  from landscape import data as _data
-  from landscape import losses as _losses
-  from landscape import models as _models
-  d = cfg.data
-  ds = _data.load(d.name, seed=d.seed, standardize=d.standardize, n_train=d.n_train,
-                  n_test=d.n_test, path=d.path, **dict(d.kwargs))
-  loss = _losses.get(cfg.loss.name, **dict(cfg.loss.kwargs))
-  want = _losses.task(cfg.loss.name)
-  if want != ds.task:
-    good = [n for n in _losses.names() if _losses.task(n) == ds.task]
-    raise ConfigError(f"loss {cfg.loss.name!r} is for {want} tasks but dataset {d.name!r} is "
-                      f"{ds.task}; use one of: {', '.join(good)}")
-  module = _models.get(cfg.model.name, num_outputs=ds.num_outputs, **dict(cfg.model.kwargs))
-  variables = _models.init(module, jax.random.key(cfg.train.seed), ds.x_train[:2])
-  return Experiment(cfg, ds, module, loss, dict(variables))
 
 
 #: What a run directory holds besides config.yaml (what --overwrite replaces).
@@ -118,7 +87,7 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   old = _config.load(saved_cfg) if resuming else None
   if old is not None:
     if _train_identity(old) != _train_identity(cfg):
-      diff = _first_difference(_train_identity(old), _train_identity(cfg))
+      diff = _config.first_difference(_train_identity(old), _train_identity(cfg))
       raise ConfigError(f"{out} holds a run with a different config ({diff}); pass "
                         "--overwrite to replace it or --out to train elsewhere")
     done = _train.list_checkpoints(out)
@@ -160,154 +129,8 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
   return result
 
 
-def _first_difference(a, b, path="") -> str:
-  if isinstance(a, dict) and isinstance(b, dict):
-    for k in sorted(set(a) | set(b)):
-      if a.get(k) != b.get(k):
-        return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-  return f"{path}: {a!r} != {b!r}"
-
-
-def load_run(run_dir: str | Path, epoch: int | None = None) -> tuple[Experiment, dict]:
-  """The experiment of a trained run and its variables at ``epoch`` (default: the last)."""
-  from landscape import train as _train
-  run_dir = Path(run_dir)
-  if not (run_dir / "config.yaml").is_file():
-    raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); train first: "
-                      f"landscape train --out {run_dir}")
-  cfg = _config.load(run_dir / "config.yaml")
-  exp = prepare(cfg)
-  variables = _train.load_variables(run_dir, exp.variables, epoch)
-  return exp, variables
-
-
-def _load_target(spec: str, run_dir: Path, exp: Experiment) -> dict:
-  """A model to interpolate to: an epoch of this run, another run directory, or a checkpoint."""
-  from landscape import train as _train
-  s = str(spec)
-  if s.isdigit():
-    return _train.load_variables(run_dir, exp.variables, int(s))
-  p = Path(s)
-  if p.is_dir():
-    return _train.load_variables(p, exp.variables)
-  raise ConfigError(f"target {s!r} is neither an epoch of {run_dir} (available: "
-                    f"{_train.list_checkpoints(run_dir)}) nor a run directory")
-
-
-def _lift(obj, d: PyTree) -> PyTree:
-  """A parameter-space direction as a direction of the perturbed pytree (BN 'states' mode)."""
-  if obj.bn_mode == "states":
-    return {"params": d, "batch_stats": jax.tree.map(jnp.zeros_like, obj.params["batch_stats"])}
-  return d
-
-
-def _model_part(obj, tree: PyTree) -> PyTree:
-  return tree["params"] if obj.bn_mode == "states" else tree
-
-
-def _make_directions(kind: str, s: _config.SurfaceConfig, obj, variables, exp, run_dir: Path,
-                     data, ndim: int, log) -> tuple[PyTree, list[PyTree], dict]:
-  """(centre, directions, extra groups to store) for a direction kind."""
-  from landscape import directions as _dirs
-  key = jax.random.key(s.seed)
-  centre = obj.params
-  extra_groups: dict = {}
-  if kind == "random":
-    if ndim == 2:
-      dirs = list(_dirs.random_plane(key, centre, norm=s.norm, ignore=s.ignore,
-                                     orthogonalize=s.orthogonalize))
-    else:
-      dirs = [_dirs.random(key, centre, norm=s.norm, ignore=s.ignore)]
-  elif kind == "pca":
-    from landscape import io as _io
-    traj_path = run_dir / "trajectory.h5"
-    epochs, traj = _io.read_trajectory(traj_path, _model_part(obj, centre))
-    comps, evr = _dirs.pca(traj, _model_part(obj, centre), n=ndim, ignore=s.ignore)
-    xc, yc = _dirs.project(traj, _model_part(obj, centre), comps) if ndim == 2 else (
-        _dirs.project(traj, _model_part(obj, centre), comps)[0], None)
-    dirs = [_lift(obj, c) for c in comps]
-    group = {"proj_xcoord": np.asarray(xc), "explained_variance_ratio": np.asarray(evr),
-             "epochs": np.asarray(epochs)}
-    if yc is not None:
-      group["proj_ycoord"] = np.asarray(yc)
-    extra_groups["trajectory"] = group
-    log(f"PCA of {len(traj)} trajectory points: explained variance "
-        f"{', '.join(f'{100 * v:.2f}%' for v in evr)}")
-  elif kind == "target":
-    targets = [_load_target(t, run_dir, exp) for t in s.targets]
-    if not targets:
-      raise ConfigError("direction 'target' needs surface.targets: one epoch/run to interpolate "
-                        "to the final model from, or two (2-D: the plane through three models)")
-    models = [_model_part(obj, _perturbed_of(obj, t)) for t in targets]
-    final = _model_part(obj, centre)
-    if ndim == 1:
-      if len(models) > 1:
-        raise ConfigError("a 1-D target sweep takes one target (interpolation from it to the "
-                          "final model); give two targets with --y for a plane")
-      centre = _perturbed_of(obj, targets[0])
-      dirs = [_lift(obj, _dirs.target(models[0], final))]
-    else:
-      if len(models) != 2:
-        raise ConfigError(f"a 2-D target plane needs two targets besides the final model, got "
-                          f"{len(models)}")
-      origin, dx, dy = _dirs.plane_through(models[0], models[1], final)
-      centre = _perturbed_of(obj, targets[0])
-      dirs = [_lift(obj, dx), _lift(obj, dy)]
-  elif kind == "eigen":
-    from landscape import hessian as _hessian
-    which = s.eigen
-    if which not in ("top2", "top_bottom"):
-      raise unknown_name("eigen direction choice", which, ("top2", "top_bottom"))
-    if which == "top2":
-      e = _hessian.eigenvalues(obj.loss_fn, centre, data, k=2, which="largest", key=key,
-                               batch_size=s.batch_size, return_vectors=True)
-      vecs = [jax.tree.map(lambda v, i=i: v[i], e.vectors) for i in range(2)]
-      values = np.asarray(e.values)
-    else:
-      hi, lo = _hessian.eigenvalues(obj.loss_fn, centre, data, k=1, which="both", key=key,
-                                    batch_size=s.batch_size, return_vectors=True)
-      vecs = [jax.tree.map(lambda v: v[0], hi.vectors), jax.tree.map(lambda v: v[0], lo.vectors)]
-      values = np.array([float(hi.values[0]), float(lo.values[0])])
-    log(f"Hessian eigenvector directions, eigenvalues {values}")
-    dirs = [_dirs.normalize(v, centre, norm=s.norm, ignore=s.ignore) for v in vecs[:ndim]]
-    extra_groups["eigen_directions"] = {"eigenvalues": values}
-  else:
-    raise unknown_name("direction", kind, DIRECTION_KINDS)
-  return centre, dirs, extra_groups
-
-
-def _perturbed_of(obj, variables) -> PyTree:
-  if obj.bn_mode == "states":
-    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-  return variables["params"]
-
-
-def _build_objective(exp: Experiment, variables, bn_mode: str, bn_samples: int):
-  from landscape import objective as _objective
-  return _objective.build(exp.module, variables, exp.loss, task=exp.dataset.task,
-                          bn_mode=bn_mode, l2=exp.cfg.loss.l2, l1=exp.cfg.loss.l1,
-                          bn_data=exp.dataset.x_train, bn_samples=bn_samples)
-
-
-def _split_data(ds, splits: Sequence[str]) -> dict:
-  out = {}
-  for sp in splits:
-    if sp not in ("train", "test"):
-      raise unknown_name("split", sp, ("train", "test"))
-    out[sp] = ((jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)) if sp == "train"
-               else (jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)))
-  return out
-
-
 def _param_bytes(tree) -> int:
   return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-
-
-def _contiguous_runs(idx: np.ndarray):
-  """Split sorted flat indices into (start, stop) index ranges into ``idx``."""
-  breaks = np.flatnonzero(np.diff(idx) != 1) + 1
-  bounds = [0, *breaks.tolist(), len(idx)]
-  return list(zip(bounds[:-1], bounds[1:]))
 
 
 #: Surface settings that change how fast a sweep runs, not what it computes: they are not
@@ -327,31 +150,32 @@ def _surface_attrs(cfg: _config.Config, run_dir: Path) -> dict:
           "bn_mode": s.bn_mode, "run_dir": str(Path(run_dir).resolve())}
 
 
-def _check_surface(s: _config.SurfaceConfig):
-  """Refuse surface settings that would fail or be ignored; ``(xs, ys)`` of the grid."""
+def _with_overrides(run: Run, overrides: Sequence[str]) -> Run:
+  """The run under its config with ``--set`` overrides applied."""
+  return run.with_config(_config.apply_overrides(run.cfg, overrides)) if overrides else run
+
+
+def _check_surface(s: _config.SurfaceConfig) -> Grid:
+  """Refuse surface settings that would fail or be ignored; the grid."""
   from landscape import objective as _objective
   from landscape import surface as _surface
   xs = _config.grid(s.x, "--x")
   ys = _config.grid(s.y, "--y") if s.y else None
-  if s.direction not in DIRECTION_KINDS:
-    raise unknown_name("direction", s.direction, DIRECTION_KINDS)
+  _direction_kinds.check(s.direction)
   if s.targets and s.direction != "target":
     raise ConfigError(f"--target/surface.targets {list(s.targets)} is used only with --direction "
                       f"target, not {s.direction!r}; drop the targets or pass --direction target")
   for name, value in (("batch_size", s.batch_size), ("chunk_size", s.chunk_size)):
-    if value is not None and (isinstance(value, bool) or value < 1):
-      raise ConfigError(f"surface.{name} (--{name.replace('_', '-')}) must be >= 1, got "
-                        f"{value}; omit it for the automatic choice")
-  if s.point_mode not in _surface.POINT_MODES:
-    raise unknown_name("point_mode", s.point_mode, _surface.POINT_MODES)
-  if s.bn_mode not in _objective.BN_MODES:
-    raise unknown_name("bn_mode", s.bn_mode, _objective.BN_MODES)
+    if value is not None:
+      _validate.integer(f"surface.{name} (--{name.replace('_', '-')})", value, low=1,
+                        fix="omit it for the automatic choice")
+  _validate.choice("point_mode", s.point_mode, _surface.POINT_MODES)
+  _validate.choice("bn_mode", s.bn_mode, _objective.BN_MODES)
   if not s.splits:
     raise ConfigError("surface.splits is empty; pass --split train, test or train,test")
   for sp in s.splits:
-    if sp not in ("train", "test"):
-      raise unknown_name("split", sp, ("train", "test"))
-  return xs, ys
+    _validate.choice("split", sp, SPLITS)
+  return Grid.of(xs, ys)
 
 
 def _run_inputs(run_dir: Path) -> list[Path]:
@@ -369,8 +193,8 @@ def _surface_out(run_dir: Path, out: str | Path | None) -> Path:
 def _precheck_surface(cfg: _config.Config, run_dir: Path, out: Path, overwrite: bool) -> bool:
   """Refuse a surface request that would be refused later; whether ``out`` is resumed."""
   from landscape import io as _io
-  xs, ys = _check_surface(cfg.surface)
-  return _io.check_grid_file(out, xs=xs, ys=ys, attrs=_surface_attrs(cfg, run_dir),
+  grid = _check_surface(cfg.surface)
+  return _io.check_grid_file(out, xs=grid.xs, ys=grid.ys, attrs=_surface_attrs(cfg, run_dir),
                              overwrite=overwrite)
 
 
@@ -386,27 +210,24 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
   from landscape import _guards
   from landscape import io as _io
   from landscape import surface as _surface
-  run_dir = Path(run_dir)
-  exp, variables = load_run(run_dir)
-  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
-  s = cfg.surface
-  out = _surface_out(run_dir, out)
-  _io.check_output(out, inputs=_run_inputs(run_dir), overwrite=True)
-  xs, ys = _check_surface(s)
-  ndim = 1 if ys is None else 2
-  attrs = _surface_attrs(cfg, run_dir)
+  run = _with_overrides(open_run(run_dir), overrides)
+  s = run.cfg.surface
+  out = _surface_out(run.dir, out)
+  _io.check_output(out, inputs=_run_inputs(run.dir), overwrite=True)
+  grid = _check_surface(s)
+  xs, ys = grid.xs, grid.ys
+  attrs = _surface_attrs(run.cfg, run.dir)
   resumed = _io.check_grid_file(out, xs=xs, ys=ys, attrs=attrs, overwrite=overwrite)
-  obj = _build_objective(exp, variables, s.bn_mode, s.bn_samples)
-  splits = _split_data(exp.dataset, s.splits)
+  obj = run.objective(s.bn_mode)
+  splits = run.splits(s.splits)
   fields = [f"{sp}_{n}" for sp in splits for n in ("loss", *obj.metrics)]
-  npoints = xs.size * (1 if ys is None else ys.size)
-  _guards.check_grid(npoints, len(fields), out.parent, what=f"a sweep of {npoints} points",
-                     extra_disk=ndim * _param_bytes(obj.params), new_file=not resumed)
-  centre, dirs, groups = _make_directions(s.direction, s, obj, variables, exp, run_dir,
-                                          splits.get("train", next(iter(splits.values()))),
-                                          ndim, log)
-  if centre is not obj.params:
-    obj = dataclasses.replace(obj, params=centre)
+  _guards.check_grid(grid.size, len(fields), out.parent, what=f"a sweep of {grid.size} points",
+                     extra_disk=grid.ndim * _param_bytes(obj.params), new_file=not resumed)
+  built = _direction_kinds.build(s.direction, _direction_kinds.Request(
+      s, run, obj, splits.get("train", next(iter(splits.values()))), grid.ndim, log))
+  dirs, groups = built.directions, built.groups
+  if built.centre is not obj.params:
+    obj = dataclasses.replace(obj, params=built.centre)
   use_factorized = s.factorize and obj.factorizable
   if use_factorized:
     point_fn, fsplits = None, {}
@@ -423,9 +244,8 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
     done = writer.done if writer is not None else None
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
-      shape = (len(xs),) if ys is None else (len(ys), len(xs))
       done = np.asarray(multihost_utils.broadcast_one_to_all(
-          done if done is not None else np.zeros(shape, bool)))
+          done if done is not None else np.zeros(grid.shape, bool)))
     for name, group in groups.items():
       if writer is not None:
         writer.write_group(name, group)
@@ -440,14 +260,13 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
       nonlocal written
       if writer is None:
         return
-      for a, b in _contiguous_runs(idx):
-        writer.write(int(idx[a]), {k: v[a:b] for k, v in vals.items()})
+      writer.write_points(idx, vals)
       written += len(idx)
 
     try:
       surf = _surface.sweep(point_fn, xs, ys, splits=splits, batch_size=s.batch_size,
                             chunk_size=s.chunk_size, point_mode=s.point_mode, done=done,
-                            on_chunk=on_chunk, dtype=_surface._float_dtype(obj.params),
+                            on_chunk=on_chunk, dtype=_surface.float_dtype(obj.params),
                             point_bytes=_param_bytes(obj.params))
     except Exception:
       if writer is not None and not resumed and written == 0:
@@ -477,8 +296,47 @@ def _result_run(path: Path) -> tuple[Path, Any]:
   return Path(run_dir), r
 
 
-def _probe_setup(path: Path | None, run_dir: Path | None, bn_mode: str | None = None):
-  """(result file, run dir, result, experiment, objective, training data) for a probe."""
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """A result file to probe, and the run it was computed from.
+
+  Attributes:
+    path: the result file.
+    result: its contents (:class:`landscape.io.Result`).
+    run: the opened run (its config with the command's ``--set`` overrides).
+    objective: the run's objective in the file's BatchNorm mode.
+  """
+  path: Path
+  result: Any
+  run: Run
+  objective: Any
+
+  def centre(self) -> PyTree:
+    """The centre of the stored surface: the trained point, or the first target model."""
+    obj = self.objective
+    if self.result.attrs.get("direction_kind") != "target":
+      return obj.params
+    cfg = self.result.attrs.get("config", {})
+    cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
+    targets = (cfg.get("surface") or {}).get("targets") or []
+    if not targets:
+      raise ConfigError("the target surface does not record its targets; rerun landscape "
+                        "surface")
+    return obj.perturbed_of(self.run.variables_of(targets[0]))
+
+  def directions(self) -> list[PyTree]:
+    """The stored directions of the surface, shaped like the objective's ``params``."""
+    from landscape import io as _io
+    dirs = _io.read_directions(self.path, self.objective.params)
+    if not dirs:
+      raise ConfigError(f"{self.path} holds no directions/ group; it cannot anchor a "
+                        "curvature map")
+    return dirs
+
+
+def _probe(path: str | Path | None, run_dir: str | Path | None,
+           overrides: Sequence[str] = ()) -> Probe:
+  """The result file a probe command works on, checked, and its run."""
   from landscape import io as _io
   if path is None:
     if run_dir is None:
@@ -493,13 +351,11 @@ def _probe_setup(path: Path | None, run_dir: Path | None, bn_mode: str | None = 
     run_dir, result = _result_run(path)
   else:
     result = _io.load(path)
-  exp, variables = load_run(run_dir)
-  _check_same_model(path, result, Path(run_dir), exp.cfg)
-  s = exp.cfg.surface
-  if "bn_mode" in result.attrs:
-    bn_mode = bn_mode or str(result.attrs["bn_mode"])
-  obj = _build_objective(exp, variables, bn_mode or s.bn_mode, s.bn_samples)
-  return path, Path(run_dir), result, exp, obj
+  run = open_run(run_dir)
+  _check_same_model(path, result, Path(run_dir), run.cfg)
+  bn_mode = str(result.attrs.get("bn_mode", run.cfg.surface.bn_mode))
+  obj = run.objective(bn_mode)
+  return Probe(path, result, _with_overrides(run, overrides), obj)
 
 
 def _check_same_model(path: Path, result, run_dir: Path, cfg: _config.Config) -> None:
@@ -510,76 +366,46 @@ def _check_same_model(path: Path, result, run_dir: Path, cfg: _config.Config) ->
   mine = _config.to_dict(cfg)
   for section in ("data", "model", "loss"):
     if section in stored and stored[section] != mine[section]:
-      diff = _first_difference(stored[section], mine[section], section)
+      diff = _config.first_difference(stored[section], mine[section], section)
       raise ConfigError(f"{path} was swept from another experiment than the run {run_dir} "
                         f"({diff}); pass the --run it was computed from, or sweep a surface "
                         f"of {run_dir} first")
 
 
-def _positive(section: str, **values) -> None:
+def _counts(section: str, **values) -> None:
   """Refuse config values that must be positive integers (``None`` allowed: a default)."""
   for key, value in values.items():
-    if value is not None and (isinstance(value, bool) or value < 1):
-      raise ConfigError(f"{section}.{key} must be >= 1, got {value}; set it with "
-                        f"--set {section}.{key}=N")
+    if value is not None:
+      _validate.integer(f"{section}.{key}", value, low=1,
+                        fix=f"set it with --set {section}.{key}=N")
 
 
 def _check_hessian(h: _config.HessianConfig, *, k: int, which: str, trace: bool,
                    density: bool, curvature: bool) -> None:
   """Refuse Hessian settings before any probe runs or any file is touched."""
   from landscape import hessian as _hessian
-  if which not in _hessian.WHICH:
-    raise unknown_name("which (hessian.which)", which, _hessian.WHICH)
-  if isinstance(k, bool) or k < 1:
-    raise ConfigError(f"--k (hessian.k) must be >= 1, got {k}")
-  _positive("hessian", n_samples=h.n_samples, batch_size=h.batch_size, num_steps=h.num_steps)
+  _validate.choice("which (hessian.which)", which, _hessian.WHICH)
+  _validate.integer("--k (hessian.k)", k, low=1, fix="pass e.g. --k 5")
+  _counts("hessian", n_samples=h.n_samples, batch_size=h.batch_size, num_steps=h.num_steps)
   if trace:
-    _positive("hessian", trace_samples=h.trace_samples)
-    if h.trace_method not in _hessian.TRACE_METHODS:
-      raise unknown_name("hessian.trace_method", h.trace_method, _hessian.TRACE_METHODS)
+    _counts("hessian", trace_samples=h.trace_samples)
+    _validate.choice("hessian.trace_method", h.trace_method, _hessian.TRACE_METHODS)
   if density:
-    _positive("hessian", density_runs=h.density_runs, density_steps=h.density_steps)
+    _counts("hessian", density_runs=h.density_runs, density_steps=h.density_steps)
   if curvature:
-    _positive("hessian", map_steps=h.map_steps)
+    _counts("hessian", map_steps=h.map_steps)
 
 
 def _check_critical(c: _config.CriticalConfig, method: str, starts: int) -> None:
   from landscape import critical as _critical
-  if method not in _critical.METHODS:
-    raise unknown_name("critical method", method, _critical.METHODS)
-  if isinstance(starts, bool) or starts < 1:
-    raise ConfigError(f"--starts (critical.starts) must be >= 1, got {starts}")
-  _positive("critical", n_samples=c.n_samples)
-  if c.max_steps < 0 or not c.tol > 0 or not c.scale >= 0:
-    raise ConfigError(f"need critical.max_steps >= 0, tol > 0, scale >= 0; got "
-                      f"{c.max_steps}, {c.tol}, {c.scale}")
-
-
-def _subset(ds, n: int | None):
-  x, y = ds.x_train, ds.y_train
-  if n is not None:
-    x, y = x[:n], y[:n]
-  return jnp.asarray(x), jnp.asarray(y)
-
-
-def _stored_directions(path: Path, obj, result):
-  from landscape import io as _io
-  dirs = _io.read_directions(path, obj.params)
-  if not dirs:
-    raise ConfigError(f"{path} holds no directions/ group; it cannot anchor a curvature map")
-  return dirs
-
-
-def _surface_centre(obj, result, run_dir: Path, exp):
-  """The centre of a stored surface: the trained point, or the first target model."""
-  if result.attrs.get("direction_kind") != "target":
-    return obj.params
-  cfg = json.loads(result.attrs["config"]) if isinstance(result.attrs.get("config"), str) \
-      else result.attrs.get("config", {})
-  targets = (cfg.get("surface") or {}).get("targets") or []
-  if not targets:
-    raise ConfigError("the target surface does not record its targets; rerun landscape surface")
-  return _perturbed_of(obj, _load_target(targets[0], run_dir, exp))
+  _validate.choice("critical method", method, _critical.METHODS)
+  _validate.integer("--starts (critical.starts)", starts, low=1, fix="pass e.g. --starts 4")
+  _counts("critical", n_samples=c.n_samples)
+  _validate.integer("critical.max_steps", c.max_steps, low=0,
+                    fix="set it with --set critical.max_steps=N")
+  _validate.positive("critical.tol", c.tol, fix="set it with --set critical.tol=1e-6")
+  _validate.positive("critical.scale", c.scale, zero=True,
+                     fix="set it with --set critical.scale=0.1")
 
 
 @_progress.reports   # Lanczos/trace/SLQ steps and curvature-map rows through log
@@ -591,22 +417,20 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   with ``curvature`` also the per-point ``max_eig``/``min_eig`` maps on the file's grid."""
   from landscape import hessian as _hessian
   from landscape import io as _io
-  path, run_dir, result, exp, obj = _probe_setup(
-      Path(path) if path is not None else None, Path(run_dir) if run_dir is not None else None)
-  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
-  h = cfg.hessian
+  probe = _probe(path, run_dir, overrides)
+  path, result, obj = probe.path, probe.result, probe.objective
+  h = probe.run.cfg.hessian
   k = h.k if k is None else k
   which = which or h.which
   trace = h.trace if trace is None else trace
   density = h.density if density is None else density
   curvature = h.map if curvature is None else curvature
   _check_hessian(h, k=k, which=which, trace=trace, density=density, curvature=curvature)
-  data = _subset(exp.dataset, h.n_samples)
+  data = probe.run.data("train", h.n_samples)
   if curvature:
     from landscape import _guards
-    _guards.check_grid(int(np.prod(result.shape)), 2, path.parent,
-                       what=f"a curvature map of {int(np.prod(result.shape))} points",
-                       new_file=False)
+    _guards.check_grid(result.grid.size, 2, path.parent,
+                       what=f"a curvature map of {result.grid.size} points", new_file=False)
   key = jax.random.key(h.seed)
   group: dict[str, Any] = {}
   t0 = time.perf_counter()
@@ -649,32 +473,24 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
                   attrs={"num_samples": int(data[0].shape[0]), "which": which, "k": k,
                          "seconds": time.perf_counter() - t0}, replace=False)
   if curvature:
-    _curvature(path, result, run_dir, exp, obj, data, h, key, log)
+    _curvature(probe, data, h, key, log)
   log(f"Hessian probes ({hvps} HVPs, {time.perf_counter() - t0:.1f} s) -> {path}")
   return path
 
 
-def _curvature(path, result, run_dir, exp, obj, data, h, key, log) -> None:
-  from landscape import hessian as _hessian
+def _curvature(probe: Probe, data, h, key, log) -> None:
+  from landscape import curvature as _curvature_mod
   from landscape import io as _io
-  dirs = _stored_directions(path, obj, result)
-  centre = _surface_centre(obj, result, run_dir, exp)
-  writer = _io.GridFile.open(path, xs=result.xs, ys=result.ys, fields=["max_eig", "min_eig"],
-                             done="eig_done")
-  try:
+  dirs, centre, result = probe.directions(), probe.centre(), probe.result
+  with _io.GridFile.open(probe.path, xs=result.xs, ys=result.ys,
+                         fields=["max_eig", "min_eig"], done="eig_done") as writer:
     done = writer.done
     log(f"curvature map: {int((~done).sum())} of {done.size} points, {h.map_steps} Lanczos "
         "steps each")
-
-    def on_chunk(idx, vals):
-      for a, b in _contiguous_runs(idx):
-        writer.write(int(idx[a]), {n: v[a:b] for n, v in vals.items()})
-
-    cmap = _hessian.curvature_map(obj.loss_fn, centre, dirs, result.xs, result.ys, data,
-                                  key=jax.random.fold_in(key, 3), num_steps=h.map_steps,
-                                  batch_size=h.batch_size, done=done, on_chunk=on_chunk)
-  finally:
-    writer.close()
+    cmap = _curvature_mod.curvature_map(probe.objective.loss_fn, centre, dirs, result.xs, result.ys,
+                                  data, key=jax.random.fold_in(key, 3), num_steps=h.map_steps,
+                                  batch_size=h.batch_size, done=done,
+                                  on_chunk=writer.write_points)
   if cmap.num_evaluated:
     log(f"curvature map: compile {cmap.compile_seconds:.2f} s, {cmap.num_evaluated} points in "
         f"{cmap.sweep_seconds:.2f} s ({cmap.points_per_second:.2f} points/s)")
@@ -693,29 +509,27 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
   from landscape import critical as _critical
   from landscape import directions as _dirs
   from landscape import io as _io
-  path, run_dir, result, exp, obj = _probe_setup(
-      Path(path) if path is not None else None, Path(run_dir) if run_dir is not None else None)
-  cfg = _config.apply_overrides(exp.cfg, overrides) if overrides else exp.cfg
-  c = cfg.critical
+  probe = _probe(path, run_dir, overrides)
+  path, result, obj = probe.path, probe.result, probe.objective
+  c = probe.run.cfg.critical
   starts = c.starts if starts is None else starts
   method = method or c.method
   _check_critical(c, method, starts)
-  data = _subset(exp.dataset, c.n_samples)
+  data = probe.run.data("train", c.n_samples)
   key = jax.random.key(c.seed)
   group: dict[str, Any] = {}
   dirs = None
   centre = obj.params
   grid_starts = []
   if result.ys is not None and "train_loss" in result.fields:
-    gcp = _critical.grid_critical_points(result.xs, result.ys, result.fields["train_loss"])
+    gcp = grid_critical_points(result.xs, result.ys, result.fields["train_loss"])
     group.update(grid_coords=gcp.coords, grid_loss=gcp.loss, grid_kind=gcp.kind.astype(str),
                  grid_index=gcp.index)
     log(f"grid critical points of train_loss: {len(gcp)} "
         f"({', '.join(f'{n} {k}' for k, n in zip(*np.unique(gcp.kind, return_counts=True)))})")
-    dirs = _stored_directions(path, obj, result)
-    centre = _surface_centre(obj, result, run_dir, exp)
+    dirs, centre = probe.directions(), probe.centre()
     from landscape import surface as _surface
-    grid_starts = [_surface.shift(centre, dirs, jnp.asarray(xy, _surface._float_dtype(centre)))
+    grid_starts = [_surface.shift(centre, dirs, jnp.asarray(xy, _surface.float_dtype(centre)))
                    for xy in gcp.coords[: max(0, starts - 1)]]
   n_random = max(0, starts - 1 - len(grid_starts))
   start_list = [centre, *grid_starts,
@@ -732,8 +546,8 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
   coords = np.full((len(found), 2), np.nan)
   if dirs is not None and len(dirs) == 2:
     for i, cp in enumerate(found):
-      coords[i] = _dirs.coordinates(_model_part(obj, centre), _model_part(obj, dirs[0]),
-                                    _model_part(obj, dirs[1]), _model_part(obj, cp.params))
+      coords[i] = _dirs.coordinates(obj.model_part(centre), obj.model_part(dirs[0]),
+                                    obj.model_part(dirs[1]), obj.model_part(cp.params))
   group.update(coords=coords, loss=np.array([cp.loss for cp in found]),
                grad_norm=np.array([cp.grad_norm for cp in found]),
                index=np.array([cp.index for cp in found]),
@@ -831,9 +645,9 @@ def run_export_vtk(path: str | Path, *, out: str | Path | None = None, field: st
   if field not in r.fields:
     raise ConfigError(f"{path} has no field {field!r}; fields: {', '.join(r.fields)}")
   z = np.asarray(r.fields[field], dtype=np.float64)
-  mask_name = getattr(r, "field_done", {}).get(field, "done")
-  if mask_name in r.done:
-    z = np.where(r.done[mask_name], z, np.nan)
+  done = r.done_for(field)
+  if done is not None:
+    z = np.where(done, z, np.nan)
   _io.make_dirs(out.parent)
   _vtk.write_vts(out, r.xs, r.ys, z, interp=interp, log=log_scale, zmax=zmax, field_name=field)
   log(f"wrote {out}")
@@ -853,7 +667,7 @@ def _precheck_run(cfg: _config.Config, out: Path, overwrite: bool) -> None:
   if cfg.plot.enabled and cfg.plot.kinds:
     unknown = [k for k in cfg.plot.kinds if k not in _plotting.KINDS]
     if unknown:
-      raise unknown_name("plot kind", unknown[0], _plotting.KINDS)
+      _validate.choice("plot kind", unknown[0], _plotting.KINDS)
   _precheck_surface(cfg, out, _surface_out(out, None), overwrite)
 
 

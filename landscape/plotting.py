@@ -1,29 +1,43 @@
-"""Figures from stored results: loss curves and surfaces, curvature maps, spectra, critical points.
+"""Figures of loss surfaces: loss curves and surfaces, curvature maps, spectra, critical points.
 
 The only module of landscape that imports matplotlib (DESIGN §2). It never imports
-jax and never computes a loss: every function turns arrays that are already stored
-(a :class:`landscape.io.Result`, or plain NumPy arrays) into artists on an Axes the
-caller owns, and returns those artists so that a test or a script can inspect or
-restyle them. :func:`render` and :func:`render_all` draw whole figures of a result
-file in the paper style (``styles/paper.mplstyle``) and save them as PDF/PNG.
+jax and never computes a loss: every function turns arrays that are already computed
+(a :class:`landscape.surface.Surface` fresh from :func:`landscape.surface.evaluate`, a
+:class:`landscape.io.Result` read from a file, or plain NumPy arrays) into artists on an
+Axes the caller owns, and returns those artists so that a test or a script can inspect
+or restyle them. :func:`render` and :func:`render_all` draw whole figures of a result in
+the paper style (``styles/paper.mplstyle``) and save them as PDF/PNG.
 
-A result is used by attribute access only (``.xs``, ``.ys``, ``.fields``, ``.done``,
-``.groups``, ``.attrs``, ``.ndim``, ``.path``), so any object with those attributes
-works. Points that are not computed yet (``done`` is False) or whose value is not
-finite (a diverged point) are masked: drawn in a light-grey "bad" colour with a
-legend entry, never interpolated over, and an all-masked surface draws a note
-instead of failing.
+A *result* is read through the interface a Surface and a Result share: ``.grid`` (a
+:class:`landscape.grid.Grid`: ``xs``, ``ys``, ``ndim``, ``shape``), ``.fields`` (name ->
+array of the grid's shape: ``train_loss``, ``test_acc``, ``max_eig``, ... in a file;
+``loss`` and one array per metric, e.g. ``acc``, from a sweep without splits),
+``.done_for(name)`` (the mask of computed points covering a field, or None), ``.attrs``,
+``.groups`` and ``.path``. A plain object with ``xs``, ``ys``, ``fields`` and a ``done``
+dict of masks (``"done"``, ``"eig_done"``) works too. Points that are not computed yet
+(done is False) or whose value is not finite (a diverged point) are masked: drawn in a
+light-grey "bad" colour with a legend entry, never interpolated over, and an all-masked
+surface draws a note instead of failing.
+
+The figure kinds of :func:`render` live in one registry, :data:`FIGURE_KINDS` (name ->
+:class:`FigureKind`: how to draw it, what it needs, its aspect); :data:`KINDS` is their
+names. A new kind is one :func:`register_kind` call.
 
   >>> import landscape as ls
   >>> res = ls.io.load("results/default/landscape.h5")
   >>> ls.plotting.kinds_supported(res)
   ['contour', 'contourf', 'heatmap', 'surface3d', 'density']
   >>> ls.plotting.render_all(res, "results/default/figures")
+  >>> surf = ls.surface.evaluate(loss_fn, params, dirs, xs, ys, data=(x, y))
+  >>> ls.plotting.render(surf, "contour", "figures")    # no file needed; field "loss"
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
+import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,14 +53,16 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike
 
 from landscape.errors import ConfigError, DataError, unknown_name
+from landscape.grid import Grid
 
 __all__ = [
-    "BAD_COLOR", "DOUBLE_COLUMN_IN", "KINDS", "SINGLE_COLUMN_IN", "STYLE_PATH",
-    "figure_size", "kinds_supported", "plot_1d", "plot_1d_overlay", "plot_contour",
-    "plot_contourf", "plot_critical_on_contour", "plot_density", "plot_eig_map",
-    "plot_eig_ratio", "plot_heatmap", "plot_linear_landscape", "plot_loss_functions",
-    "plot_loss_vs_index", "plot_surface3d", "plot_trajectory", "render", "render_all",
-    "use_style",
+    "BAD_COLOR", "DOUBLE_COLUMN_IN", "FIGURE_KINDS", "KINDS", "SINGLE_COLUMN_IN",
+    "STYLE_PATH", "FigureKind", "default_field", "figure_size", "kinds_supported",
+    "masked_field", "plot_1d", "plot_1d_overlay", "plot_contour", "plot_contourf",
+    "plot_critical_on_contour", "plot_density", "plot_eig_map", "plot_eig_ratio",
+    "plot_heatmap", "plot_linear_landscape", "plot_loss_functions", "plot_loss_vs_index",
+    "plot_surface3d", "plot_trajectory", "register_kind", "render", "render_all",
+    "unregister_kind", "use_style",
 ]
 
 SINGLE_COLUMN_IN = 3.4
@@ -54,18 +70,29 @@ DOUBLE_COLUMN_IN = 7.0
 BAD_COLOR = "0.85"  # light grey: not computed or non-finite
 STYLE_PATH = Path(__file__).with_name("styles") / "paper.mplstyle"
 
-KINDS = ("loss1d", "contour", "contourf", "heatmap", "surface3d", "trajectory",
-         "eig_ratio", "eig_map", "density", "critical", "loss_vs_index")
+# The names of the registered figure kinds, in registration order; kept in step with
+# FIGURE_KINDS by register_kind/unregister_kind (read it as `plotting.KINDS`, not by
+# `from landscape.plotting import KINDS`, to see kinds registered later).
+KINDS: tuple[str, ...] = ()
 
 # Contour levels the original adds above vmax to show the far, high-loss region
 # (plot_2D.py, plot_contour_trajectory: np.logspace(1, 8, num=8)).
 _HIGH_LEVELS = tuple(np.logspace(1, 8, num=8))
-_LOSS_FIELDS = ("train_loss", "test_loss", "train_acc", "test_acc", "loss_vals")
+# The fields a loss figure can draw, in the order the default one is picked: a file's
+# train/test splits, then a sweep's plain "loss" (and "acc" metric), then the original
+# tool's name.
+_LOSS_FIELDS = ("train_loss", "test_loss", "loss", "train_acc", "test_acc", "acc",
+                "loss_vals")
+_CURVES = (("train_loss", "-", "train loss"), ("test_loss", "--", "test loss"),
+           ("loss", "-", "loss"))
+_ACC_CURVES = (("train_acc", "-", "train accuracy"), ("test_acc", "--", "test accuracy"),
+               ("acc", "-", "accuracy"))
 _EIG_FIELDS = ("max_eig", "min_eig")
 _FORMATS = ("pdf", "png", "svg", "eps", "ps")
 _FIELD_LABELS = {
-    "train_loss": "train loss", "test_loss": "test loss",
+    "train_loss": "train loss", "test_loss": "test loss", "loss": "loss",
     "train_acc": "train accuracy (%)", "test_acc": "test accuracy (%)",
+    "acc": "accuracy (%)",
     "max_eig": r"$\lambda_{\max}$", "min_eig": r"$\lambda_{\min}$",
 }
 _CRITICAL_STYLE = {"min": ("o", "C2"), "sad": ("X", "C1"), "max": ("^", "C3")}
@@ -136,17 +163,24 @@ def _mapping(result: Any, attr: str) -> Mapping[str, Any]:
   return getattr(result, attr, None) or {}
 
 
+def _grid_of(result: Any) -> Grid:
+  """The result's :class:`Grid`; a plain object without ``.grid`` gets one from ``xs``/``ys``."""
+  grid = getattr(result, "grid", None)
+  if grid is None:
+    ys = getattr(result, "ys", None)
+    grid = Grid(np.asarray(result.xs, dtype=float).ravel(),
+                None if ys is None else np.asarray(ys, dtype=float).ravel())
+  return grid
+
+
 def _ndim(result: Any) -> int:
-  ndim = getattr(result, "ndim", None)
-  if ndim is None:
-    ndim = 1 if getattr(result, "ys", None) is None else 2
-  return int(ndim)
+  return _grid_of(result).ndim
 
 
 def _coords(result: Any) -> tuple[np.ndarray, np.ndarray | None]:
-  xs = np.asarray(result.xs, dtype=float).ravel()
-  ys = None if _ndim(result) == 1 else np.asarray(result.ys, dtype=float).ravel()
-  return xs, ys
+  grid = _grid_of(result)
+  xs = np.asarray(grid.xs, dtype=float).ravel()
+  return xs, None if grid.ys is None else np.asarray(grid.ys, dtype=float).ravel()
 
 
 def _grid(result: Any, what: str, *, min_points: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -161,36 +195,81 @@ def _grid(result: Any, what: str, *, min_points: int = 1) -> tuple[np.ndarray, n
   return xs, ys
 
 
-def _done(result: Any, name: str, shape: tuple[int, ...]) -> np.ndarray | None:
-  done = _mapping(result, "done")
-  key = _mapping(result, "field_done").get(name)  # io.Result says which mask covers a field
+def _done_for(result: Any, name: str) -> Any:
+  """``result.done_for(name)``; for a plain object, the entry of its ``done`` dict covering
+  ``name`` (``field_done[name]``, else ``eig_done`` for an eigenvalue map, else ``done``)."""
+  done_for = getattr(result, "done_for", None)
+  if callable(done_for):
+    return done_for(name)
+  done = getattr(result, "done", None)
+  if done is None or not isinstance(done, Mapping):
+    return done  # one mask for every field, or none
+  key = _mapping(result, "field_done").get(name)
   if key is None:
     key = "eig_done" if name in _EIG_FIELDS and "eig_done" in done else "done"
-  if key not in done:
-    return None
-  flags = np.asarray(done[key], dtype=bool)
-  if flags.shape != shape:
-    raise DataError(f"{_name(result)}: {key!r} has shape {flags.shape} but {name!r} has "
-                    f"{shape}; the file is inconsistent, recompute it")
-  return flags
+  return done.get(key)
 
 
-def _field(result: Any, name: str) -> np.ma.MaskedArray:
-  """A stored grid field as a masked array: masked where not done or not finite."""
+def default_field(result: Any) -> str:
+  """The field a loss figure draws when none is named.
+
+  The first of ``train_loss``, ``test_loss``, ``loss`` (a sweep without splits),
+  ``train_acc``, ``test_acc``, ``acc``, ``loss_vals`` that ``result.fields`` holds;
+  ``"train_loss"`` when none is there (drawing it then names the datasets held).
+
+  Args:
+    result: a result (see the module docstring).
+
+  Returns:
+    The field name.
+
+  Example:
+    >>> default_field(ls.surface.evaluate(loss_fn, params, dirs, xs, ys))
+    'loss'
+  """
+  fields = _mapping(result, "fields")
+  return next((f for f in _LOSS_FIELDS if f in fields), "train_loss")
+
+
+def masked_field(result: Any, name: str) -> np.ma.MaskedArray:
+  """A field of a result as a float masked array, masked where not computed or not finite.
+
+  The mask is ``~result.done_for(name) | ~isfinite(value)``; masked entries hold NaN, so
+  ``.filled(np.nan)`` and the masked array draw the same. A new figure kind reads its
+  data through this.
+
+  Args:
+    result: a result (see the module docstring).
+    name: the field, e.g. ``"train_loss"``, ``"loss"`` or ``"max_eig"``.
+
+  Returns:
+    ``(ny, nx)`` or ``(nx,)`` masked float array, ``value[j, i]`` at ``(xs[i], ys[j])``.
+
+  Raises:
+    ConfigError: the result has no such field (the message lists those it holds).
+    DataError: the field or its done mask does not have the grid's shape.
+
+  Example:
+    >>> z = masked_field(surface, "loss"); z.compressed().min()
+  """
   fields = _mapping(result, "fields")
   if name not in fields:
     held = ", ".join(sorted(fields)) or "none"
     raise ConfigError(f"{_name(result)} has no {name!r} dataset; datasets it holds: {held}")
   z = np.asarray(fields[name], dtype=float)
-  xs, ys = _coords(result)
-  shape = (xs.size,) if ys is None else (ys.size, xs.size)
+  shape = _grid_of(result).shape
   if z.shape != shape:
     raise DataError(f"{_name(result)}: {name!r} has shape {z.shape} but the grid is {shape} "
-                    "(ny, nx); the file is inconsistent, recompute it")
+                    f"{'(nx,)' if len(shape) == 1 else '(ny, nx)'}; the file is inconsistent, "
+                    "recompute it")
   bad = ~np.isfinite(z)
-  done = _done(result, name, shape)
+  done = _done_for(result, name)
   if done is not None:
-    bad |= ~done
+    flags = np.asarray(done, dtype=bool)
+    if flags.shape != shape:
+      raise DataError(f"{_name(result)}: the done mask of {name!r} has shape {flags.shape} "
+                      f"but {name!r} has {shape}; the file is inconsistent, recompute it")
+    bad |= ~flags
   return np.ma.masked_array(np.where(bad, np.nan, z), mask=bad)
 
 
@@ -203,11 +282,6 @@ def _group(result: Any, name: str, need: Sequence[str] = ()) -> Mapping[str, Any
     if key not in group:
       raise ConfigError(f"{_name(result)} has no {name}/{key} dataset; {_HOWTO[name]}")
   return group
-
-
-def _default_field(result: Any) -> str:
-  fields = _mapping(result, "fields")
-  return next((f for f in _LOSS_FIELDS if f in fields), "train_loss")
 
 
 def _axis_labels(result: Any) -> tuple[str, str]:
@@ -312,10 +386,11 @@ def _note(ax: Axes, text: str):
              fontsize="small", color="0.35")
 
 
-def _draw_contour(ax: Axes, result: Any, field: str, levels: np.ndarray, labels: bool,
+def _draw_contour(ax: Axes, result: Any, field: str | None, levels: np.ndarray, labels: bool,
                   high_levels: ArrayLike | None = None, **kw: Any) -> dict[str, Any]:
   xs, ys = _grid(result, "contour", min_points=2)
-  z = _field(result, field)
+  field = default_field(result) if field is None else field
+  z = masked_field(result, field)
   mask = np.ma.getmaskarray(z)
   bad, handles = _bad_overlay(ax, xs, ys, mask)
   cs = ax.contour(xs, ys, z, levels=levels, **kw)
@@ -395,21 +470,24 @@ def plot_1d(ax: Axes, result: Any, *, log: bool = False, acc: bool = True,
   """Loss (and accuracy) along one direction: ``f(α) = L(θ + α d)``.
 
   Train loss solid, test loss dashed on ``ax``; accuracies (percent) on a twin axis
-  (solid/dashed), as the original ``plot_1d_loss_err``. For a *target* direction
-  ``d = θ₂ − θ₁`` the x axis is the interpolation coefficient (Goodfellow et al.).
+  (solid/dashed), as the original ``plot_1d_loss_err``. A sweep without splits (a 1-D
+  :class:`landscape.surface.Surface`) draws its ``loss`` solid, and its ``acc`` metric,
+  if any, on the twin axis. For a *target* direction ``d = θ₂ − θ₁`` the x axis is the
+  interpolation coefficient (Goodfellow et al.).
 
   Args:
     ax: the Axes for the losses.
-    result: a 1-D result: ``xs`` (nx,), ``fields`` with ``train_loss`` (nx,) and
-      optionally ``test_loss``, ``train_acc``, ``test_acc`` (nx,).
+    result: a 1-D result: ``xs`` (nx,), ``fields`` with ``train_loss`` and/or
+      ``test_loss`` (nx,) and optionally ``train_acc``, ``test_acc`` (nx,); or ``loss``
+      and optionally ``acc`` (nx,).
     log: log-scale loss axis.
     acc: draw accuracies on a twin axis when the result has them.
     loss_max: upper limit of the loss axis (the original's ``--loss_max``); None: auto.
     **kw: passed to every ``ax.plot``.
 
   Returns:
-    ``{"train_loss", "test_loss", "train_acc", "test_acc": Line2D (present ones),
-    "ax_acc": twin Axes or None, "legend": Legend}``.
+    ``{"train_loss", "test_loss", "loss", "train_acc", "test_acc", "acc": Line2D
+    (present ones), "ax_acc": twin Axes or None, "legend": Legend}``.
 
   Example:
     >>> art = plot_1d(ax, ls.io.load("interp.h5"), log=True)
@@ -425,25 +503,26 @@ def plot_1d(ax: Axes, result: Any, *, log: bool = False, acc: bool = True,
   xs, _ = _coords(result)
   fields = _mapping(result, "fields")
   art: dict[str, Any] = {"ax_acc": None}
-  for name, style, label in (("train_loss", "-", "train loss"), ("test_loss", "--", "test loss")):
+  handles = []
+  for name, style, label in _CURVES:
     if name in fields:
-      art[name], = ax.plot(xs, _field(result, name).filled(np.nan),
+      art[name], = ax.plot(xs, masked_field(result, name).filled(np.nan),
                            **{"color": "C0", "ls": style, "label": label, **kw})
-  if not any(k in art for k in ("train_loss", "test_loss")):
-    raise ConfigError(f"{_name(result)} has no 'train_loss' or 'test_loss' dataset to plot")
+      handles.append(art[name])
+  if not handles:
+    raise ConfigError(f"{_name(result)} has no 'train_loss', 'test_loss' or 'loss' dataset "
+                      "to plot")
   if log:
     ax.set_yscale("log")
   if loss_max is not None:
     ax.set_ylim(top=loss_max)
   ax.set_xlabel(_axis_labels(result)[0])
   ax.set_ylabel("loss", color="C0")
-  handles = [art[k] for k in ("train_loss", "test_loss") if k in art]
-  if acc and any(k in fields for k in ("train_acc", "test_acc")):
+  if acc and any(name in fields for name, _, _ in _ACC_CURVES):
     ax2 = ax.twinx()
-    for name, style, label in (("train_acc", "-", "train accuracy"),
-                               ("test_acc", "--", "test accuracy")):
+    for name, style, label in _ACC_CURVES:
       if name in fields:
-        art[name], = ax2.plot(xs, _field(result, name).filled(np.nan),
+        art[name], = ax2.plot(xs, masked_field(result, name).filled(np.nan),
                               **{"color": "C3", "ls": style, "label": label, **kw})
         handles.append(art[name])
     ax2.set_ylim(0, 100)
@@ -498,7 +577,7 @@ def plot_1d_overlay(ax: Axes, curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
 # ------------------------------------------------------------------------- 2-D plots
 
 
-def plot_contour(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+def plot_contour(ax: Axes, result: Any, *, field: str | None = None, vmin: float = 0.1,
                  vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
                  log_levels: bool = False, num_levels: int = 20, labels: bool = True,
                  **kw: Any) -> dict[str, Any]:
@@ -511,9 +590,11 @@ def plot_contour(ax: Axes, result: Any, *, field: str = "train_loss", vmin: floa
 
   Args:
     ax: the Axes.
-    result: a 2-D result: ``xs`` (nx,), ``ys`` (ny,), ``fields[field]`` (ny, nx) with
-      ``value[j, i]`` at ``(xs[i], ys[j])``; optional ``done["done"]`` (ny, nx).
-    field: the dataset to draw.
+    result: a 2-D result (a Surface, a Result, see the module docstring): ``xs`` (nx,),
+      ``ys`` (ny,), ``fields[field]`` (ny, nx) with ``value[j, i]`` at ``(xs[i], ys[j])``;
+      the points ``done_for(field)`` marks not computed are masked.
+    field: the dataset to draw; None: :func:`default_field` (``train_loss`` of a file,
+      ``loss`` of a sweep without splits).
     vmin, vmax, vlevel: the level range and spacing (original defaults 0.1, 10, 0.5).
     levels: explicit increasing levels (overrides the above).
     log_levels: log-spaced levels, ``num_levels`` of them from vmin to vmax.
@@ -539,7 +620,7 @@ def plot_contour(ax: Axes, result: Any, *, field: str = "train_loss", vmin: floa
   return art
 
 
-def plot_contourf(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+def plot_contourf(ax: Axes, result: Any, *, field: str | None = None, vmin: float = 0.1,
                   vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
                   log_levels: bool = False, num_levels: int = 20, colorbar: bool = True,
                   **kw: Any) -> dict[str, Any]:
@@ -568,7 +649,8 @@ def plot_contourf(ax: Axes, result: Any, *, field: str = "train_loss", vmin: flo
   """
   lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
   xs, ys = _grid(result, "contourf", min_points=2)
-  z = _field(result, field)
+  field = default_field(result) if field is None else field
+  z = masked_field(result, field)
   bad, handles = _bad_overlay(ax, xs, ys, np.ma.getmaskarray(z))
   if log_levels and "norm" not in kw:
     kw["norm"] = mcolors.LogNorm(lv[0], lv[-1])
@@ -585,7 +667,7 @@ def plot_contourf(ax: Axes, result: Any, *, field: str = "train_loss", vmin: flo
           "note": note}
 
 
-def plot_heatmap(ax: Axes, result: Any, *, field: str = "train_loss",
+def plot_heatmap(ax: Axes, result: Any, *, field: str | None = None,
                  vmin: float | None = None, vmax: float | None = None, log: bool = False,
                  cmap: Any = None, colorbar: bool = True, **kw: Any) -> dict[str, Any]:
   """Heat map of a 2-D surface: one cell per grid point, origin lower, colour bar.
@@ -598,7 +680,7 @@ def plot_heatmap(ax: Axes, result: Any, *, field: str = "train_loss",
   Args:
     ax: the Axes.
     result: a 2-D result (see :func:`plot_contour`); a 1 x n grid is allowed.
-    field: the dataset to draw.
+    field: the dataset to draw; None: :func:`default_field`.
     vmin, vmax: colour limits; None: the finite data range (the original used 0.1, 10).
     log: log colour scale (non-positive values are drawn as bad).
     cmap: colour map name or object; None: the style's (viridis).
@@ -616,13 +698,14 @@ def plot_heatmap(ax: Axes, result: Any, *, field: str = "train_loss",
     Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
   """
   xs, ys = _grid(result, "heatmap")
-  z = _field(result, field)
+  field = default_field(result) if field is None else field
+  z = masked_field(result, field)
   return _heat(ax, xs, ys, z, cmap=cmap, norm=_norm(z, vmin, vmax, log),
                label=_FIELD_LABELS.get(field, field), colorbar=colorbar,
                xylabels=_axis_labels(result), **kw)
 
 
-def plot_surface3d(ax3d: Axes, result: Any, *, field: str = "train_loss",
+def plot_surface3d(ax3d: Axes, result: Any, *, field: str | None = None,
                    zmax: float | None = None, log: bool = False, cmap: Any = None,
                    colorbar: bool = True, **kw: Any) -> dict[str, Any]:
   """3-D surface plot of ``f(α, β)``, clipped at ``zmax`` (the original's ``--zlim``).
@@ -633,7 +716,7 @@ def plot_surface3d(ax3d: Axes, result: Any, *, field: str = "train_loss",
   Args:
     ax3d: a 3-D Axes (``fig.add_subplot(projection="3d")``).
     result: a 2-D result (see :func:`plot_contour`).
-    field: the dataset to draw.
+    field: the dataset to draw; None: :func:`default_field`.
     zmax: clip heights above this value; None: no clipping.
     log: draw ``log10`` of the (clipped) values.
     cmap: colour map; None: the style's.
@@ -653,7 +736,8 @@ def plot_surface3d(ax3d: Axes, result: Any, *, field: str = "train_loss",
     raise ConfigError("plot_surface3d needs a 3-D Axes; create it with "
                       "fig.add_subplot(projection='3d')")
   xs, ys = _grid(result, "surface3d", min_points=2)
-  height = _field(result, field).filled(np.nan)
+  field = default_field(result) if field is None else field
+  height = masked_field(result, field).filled(np.nan)
   if zmax is not None:
     height = np.minimum(height, float(zmax))
   label = _FIELD_LABELS.get(field, field)
@@ -679,7 +763,7 @@ def plot_surface3d(ax3d: Axes, result: Any, *, field: str = "train_loss",
   return {"surface": surf, "colorbar": cbar, "note": None}
 
 
-def plot_trajectory(ax: Axes, result: Any, *, field: str = "train_loss", vmin: float = 0.1,
+def plot_trajectory(ax: Axes, result: Any, *, field: str | None = None, vmin: float = 0.1,
                     vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
                     log_levels: bool = False, num_levels: int = 20,
                     high_levels: ArrayLike | None = _HIGH_LEVELS, labels: bool = True,
@@ -773,7 +857,7 @@ def plot_eig_ratio(ax: Axes, result: Any, *, signed: bool = False, cmap: Any = N
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural Nets",
     NeurIPS 2018 (Sec. 6, Fig. 7).
   """
-  lo, hi = _field(result, "min_eig"), _field(result, "max_eig")
+  lo, hi = masked_field(result, "min_eig"), masked_field(result, "max_eig")
   with np.errstate(divide="ignore", invalid="ignore"):
     ratio = lo.filled(np.nan) / hi.filled(np.nan)
   bad = ~np.isfinite(ratio)
@@ -821,7 +905,7 @@ def plot_eig_map(ax: Axes, result: Any, which: str = "max_eig", *, cmap: Any = N
   """
   if which not in _EIG_FIELDS:
     raise unknown_name("eigenvalue map", which, _EIG_FIELDS)
-  z = _field(result, which)
+  z = masked_field(result, which)
   label = _FIELD_LABELS[which]
   if _ndim(result) == 1:
     line, = ax.plot(_coords(result)[0], z.filled(np.nan), **kw)
@@ -916,7 +1000,7 @@ def plot_density(ax: Axes, result: Any, *, floor: float | None = None,
 # ------------------------------------------------------------ critical-point plots
 
 
-def plot_critical_on_contour(ax: Axes, result: Any, *, field: str = "train_loss",
+def plot_critical_on_contour(ax: Axes, result: Any, *, field: str | None = None,
                              vmin: float = 0.1, vmax: float = 10.0, vlevel: float = 0.5,
                              levels: ArrayLike | None = None, log_levels: bool = False,
                              num_levels: int = 20, labels: bool = False, grid: bool = True,
@@ -1166,64 +1250,126 @@ def plot_linear_landscape(ax: Axes, ws: Float[np.ndarray, "nw"], bs: Float[np.nd
 # ---------------------------------------------------------------- figures of a file
 
 
-def _why_not(result: Any, kind: str) -> str | None:
-  """None when ``kind`` can be drawn from ``result``, else the reason it cannot."""
-  fields, groups = _mapping(result, "fields"), _mapping(result, "groups")
-  two_d = _ndim(result) == 2
-  has_loss = any(f in fields for f in _LOSS_FIELDS)
-  needs_2d = {"contour", "contourf", "heatmap", "surface3d", "trajectory", "critical"}
-  if kind == "loss1d":
-    if two_d:
-      return "is a 2-D result (use contour, contourf, heatmap or surface3d)"
-    return None if any(f in fields for f in _LOSS_FIELDS[:2]) else \
-        "has no train_loss/test_loss dataset"
-  if kind in needs_2d:
-    if not two_d:
-      return "is a 1-D result"
-    if not has_loss:
-      return "has no train_loss/test_loss/train_acc/test_acc dataset"
-    xs, ys = _coords(result)
-    if kind != "heatmap" and min(xs.size, ys.size) < 2:
-      return f"has a {ys.size} x {xs.size} grid (at least 2 x 2 needed)"
-  if kind == "trajectory":
-    traj = groups.get("trajectory")
-    if traj is None:
-      return "has no trajectory/ group"
-    if "proj_xcoord" not in traj or "proj_ycoord" not in traj:
-      return "has no trajectory/proj_xcoord and proj_ycoord"
-  if kind == "eig_ratio" and not all(f in fields for f in _EIG_FIELDS):
-    return "has no max_eig and min_eig datasets"
-  if kind == "eig_map" and not any(f in fields for f in _EIG_FIELDS):
-    return "has no max_eig or min_eig dataset"
-  if kind == "density":
-    hess = groups.get("hessian")
-    if hess is None:
-      return "has no hessian/ group"
-    if "density" not in hess or "density_grid" not in hess:
-      return "has no hessian/density (run `landscape hessian FILE --density`)"
-  if kind == "critical":
-    crit = groups.get("critical")
-    if crit is None:
-      return "has no critical/ group"
-    if "coords" not in crit and "grid_coords" not in crit:
-      return "has no critical/coords or critical/grid_coords"
-  if kind == "loss_vs_index":
-    crit = groups.get("critical")
-    if crit is None:
-      return "has no critical/ group"
-    if "index" not in crit or "loss" not in crit:
-      return "has no critical/index and critical/loss"
-  return None
+@dataclasses.dataclass(frozen=True)
+class FigureKind:
+  """A figure kind :func:`render` can draw: how to draw it, what it needs, its layout.
+
+  Attributes:
+    name: the kind's name: what :func:`render`, ``landscape plot --kind`` and a config's
+      ``plot.kinds`` take, and part of the file name. A lower-case identifier.
+    draw: ``draw(ax, result, **opts) -> dict`` of the artists drawn (the ``plot_*``
+      functions have this form). An option it does not take is a ConfigError of render.
+    requires: ``requires(result) -> str | None``: None when ``result`` holds what the kind
+      needs, else the reason it does not, worded to follow the result's name, e.g.
+      ``"has no hessian/ group"``; render reports
+      ``"{file} {reason}, so {name!r} cannot be drawn; kinds this file supports: ..."``.
+    aspect: the figure's default height / width.
+    defaults: ``defaults(result) -> dict`` of options used unless the caller gives them
+      (e.g. the field drawn); they do not enter the file name. None: no defaults.
+    projection: the Axes projection, e.g. ``"3d"``; None: a plain Axes.
+
+  Example:
+    >>> def draw(ax, result, *, bins=30):
+    ...   z = masked_field(result, default_field(result)).compressed()
+    ...   return {"hist": ax.hist(z, bins=bins)}
+    >>> register_kind(FigureKind("loss_hist", draw, lambda r: None if r.fields else
+    ...                          "has no datasets", aspect=0.75))
+  """
+
+  name: str
+  draw: Callable[..., dict[str, Any]]
+  requires: Callable[[Any], str | None]
+  aspect: float = 0.8
+  defaults: Callable[[Any], dict[str, Any]] | None = None
+  projection: str | None = None
+
+  def __post_init__(self) -> None:
+    if not isinstance(self.name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+      raise ConfigError(f"figure kind name {self.name!r} is not a lower-case identifier; "
+                        "use e.g. 'loss_hist' (it becomes part of file names)")
+    for attr in ("draw", "requires", "defaults"):
+      value = getattr(self, attr)
+      if not (callable(value) or (attr == "defaults" and value is None)):
+        raise ConfigError(f"FigureKind {self.name!r}: {attr}={value!r} is not callable; pass "
+                          f"a function (see the FigureKind docstring)")
+    if isinstance(self.aspect, bool) or not isinstance(self.aspect, (int, float)) \
+        or not np.isfinite(self.aspect) or self.aspect <= 0:
+      raise ConfigError(f"FigureKind {self.name!r}: aspect={self.aspect!r} must be a "
+                        "positive height/width ratio, e.g. 0.75")
+
+
+_REGISTRY: dict[str, FigureKind] = {}
+#: The registered figure kinds by name, in registration order (a read-only view; change
+#: it with :func:`register_kind` and :func:`unregister_kind`).
+FIGURE_KINDS: Mapping[str, FigureKind] = types.MappingProxyType(_REGISTRY)
+
+
+def register_kind(kind: FigureKind, *, replace: bool = False) -> FigureKind:
+  """Add a figure kind to :data:`FIGURE_KINDS` (and its name to :data:`KINDS`).
+
+  From then on :func:`render`, :func:`render_all` and :func:`kinds_supported` (and so
+  ``landscape plot`` and the pipeline's plot step) draw it like a built-in kind. A new
+  name goes last; a replaced kind keeps its place.
+
+  Args:
+    kind: the :class:`FigureKind`.
+    replace: replace a registered kind of the same name instead of refusing it.
+
+  Returns:
+    ``kind``.
+
+  Raises:
+    ConfigError: ``kind`` is not a FigureKind, or its name is taken and ``replace`` is
+      False.
+
+  Example:
+    >>> register_kind(FigureKind("loss_hist", draw_hist, needs_loss, aspect=0.75))
+  """
+  global KINDS
+  if not isinstance(kind, FigureKind):
+    raise ConfigError(f"register_kind takes a FigureKind, got {type(kind).__name__}; build "
+                      "one with FigureKind(name, draw, requires)")
+  if kind.name in _REGISTRY and not replace:
+    raise ConfigError(f"figure kind {kind.name!r} is already registered; pick another name "
+                      "or pass replace=True to replace it")
+  _REGISTRY[kind.name] = kind
+  KINDS = tuple(_REGISTRY)
+  return kind
+
+
+def unregister_kind(name: str) -> FigureKind:
+  """Remove a figure kind from :data:`FIGURE_KINDS` and :data:`KINDS`.
+
+  Args:
+    name: the kind's name.
+
+  Returns:
+    The removed :class:`FigureKind`.
+
+  Raises:
+    ConfigError: no kind of that name is registered.
+
+  Example:
+    >>> unregister_kind("loss_hist")
+  """
+  global KINDS
+  if not isinstance(name, str) or name not in _REGISTRY:
+    raise unknown_name("plot kind", name, KINDS)
+  kind = _REGISTRY.pop(name)
+  KINDS = tuple(_REGISTRY)
+  return kind
 
 
 def kinds_supported(result: Any) -> list[str]:
   """The figure kinds :func:`render` can draw from ``result``, in :data:`KINDS` order.
 
-  A kind needs its data: ``loss1d`` a 1-D sweep; ``contour``, ``contourf``,
-  ``heatmap``, ``surface3d`` a 2-D loss grid; ``trajectory`` also a ``trajectory``
-  group; ``eig_ratio`` both ``max_eig`` and ``min_eig``; ``eig_map`` either;
-  ``density`` ``hessian/density``; ``critical`` a 2-D grid and a ``critical`` group;
-  ``loss_vs_index`` ``critical/index`` and ``critical/loss``.
+  A kind is supported when its :attr:`FigureKind.requires` finds what it needs. The
+  built-in kinds need: ``loss1d`` a 1-D sweep with ``train_loss``, ``test_loss`` or
+  ``loss``; ``contour``, ``contourf``, ``heatmap``, ``surface3d`` a 2-D loss grid
+  (``heatmap`` 1 x n or larger, the others at least 2 x 2); ``trajectory`` also a
+  ``trajectory`` group; ``eig_ratio`` both ``max_eig`` and ``min_eig``; ``eig_map``
+  either; ``density`` ``hessian/density``; ``critical`` a 2-D grid and a ``critical``
+  group; ``loss_vs_index`` ``critical/index`` and ``critical/loss``.
 
   Args:
     result: a result (see the module docstring).
@@ -1235,35 +1381,119 @@ def kinds_supported(result: Any) -> list[str]:
     >>> kinds_supported(ls.io.load("results/x/landscape.h5"))
     ['contour', 'contourf', 'heatmap', 'surface3d', 'density']
   """
-  return [kind for kind in KINDS if _why_not(result, kind) is None]
+  return [name for name, kind in _REGISTRY.items() if kind.requires(result) is None]
 
 
-def _check_kind(result: Any, kind: str) -> None:
-  if kind not in KINDS:
+def _check_kind(result: Any, kind: str) -> FigureKind:
+  spec = _REGISTRY.get(kind) if isinstance(kind, str) else None
+  if spec is None:
     raise unknown_name("plot kind", kind, KINDS)
-  reason = _why_not(result, kind)
+  reason = spec.requires(result)
   if reason is not None:
     supported = ", ".join(kinds_supported(result)) or "none"
     raise ConfigError(f"{_name(result)} {reason}, so {kind!r} cannot be drawn; kinds this "
                       f"file supports: {supported}")
+  return spec
 
 
-def _draw_kind(ax: Axes, result: Any, kind: str, opts: dict[str, Any]) -> dict[str, Any]:
+# The built-in kinds: what each needs.
+
+def _needs_line_loss(result: Any) -> str | None:
+  if _ndim(result) == 2:
+    return "is a 2-D result (use contour, contourf, heatmap or surface3d)"
   fields = _mapping(result, "fields")
-  if kind in {"contour", "contourf", "heatmap", "surface3d", "trajectory", "critical"}:
-    opts = {"field": _default_field(result), **opts}
-  if kind == "eig_map":
-    opts = {"which": "max_eig" if "max_eig" in fields else "min_eig", **opts}
-  if kind == "loss_vs_index":
-    crit = _mapping(result, "groups")["critical"]
-    return plot_loss_vs_index(ax, crit["loss"], crit["index"], crit.get("kind"), **opts)
-  draw: Callable[..., dict[str, Any]] = {
-      "loss1d": plot_1d, "contour": plot_contour, "contourf": plot_contourf,
-      "heatmap": plot_heatmap, "surface3d": plot_surface3d, "trajectory": plot_trajectory,
-      "eig_ratio": plot_eig_ratio, "eig_map": plot_eig_map, "density": plot_density,
-      "critical": plot_critical_on_contour,
-  }[kind]
-  return draw(ax, result, **opts)
+  return None if any(name in fields for name, _, _ in _CURVES) else \
+      "has no train_loss/test_loss/loss dataset"
+
+
+def _needs_plane(min_points: int) -> Callable[[Any], str | None]:
+  """A 2-D grid of at least ``min_points`` per side, with a loss (or accuracy) field."""
+  def requires(result: Any) -> str | None:
+    if _ndim(result) != 2:
+      return "is a 1-D result"
+    fields = _mapping(result, "fields")
+    if not any(f in fields for f in _LOSS_FIELDS):
+      return "has no train_loss/test_loss/loss/train_acc/test_acc dataset"
+    xs, ys = _coords(result)
+    if min(xs.size, ys.size) < min_points:
+      return f"has a {ys.size} x {xs.size} grid (at least {min_points} x {min_points} needed)"
+    return None
+  return requires
+
+
+def _needs_group(name: str, keys: Sequence[str], missing: str, *,
+                 any_key: bool = False) -> Callable[[Any], str | None]:
+  """A group ``name`` holding all of ``keys`` (any one with ``any_key``)."""
+  def requires(result: Any) -> str | None:
+    group = _mapping(result, "groups").get(name)
+    if group is None:
+      return f"has no {name}/ group"
+    held = [key in group for key in keys]
+    return None if (any(held) if any_key else all(held)) else missing
+  return requires
+
+
+def _needs_fields(names: Sequence[str], missing: str, *,
+                  any_name: bool = False) -> Callable[[Any], str | None]:
+  def requires(result: Any) -> str | None:
+    held = [name in _mapping(result, "fields") for name in names]
+    return None if (any(held) if any_name else all(held)) else missing
+  return requires
+
+
+def _needs_all(*checks: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+  """The first reason any of ``checks`` gives, or None."""
+  def requires(result: Any) -> str | None:
+    return next((r for r in (check(result) for check in checks) if r is not None), None)
+  return requires
+
+
+def _field_default(result: Any) -> dict[str, Any]:
+  return {"field": default_field(result)}
+
+
+def _eig_default(result: Any) -> dict[str, Any]:
+  return {"which": "max_eig" if "max_eig" in _mapping(result, "fields") else "min_eig"}
+
+
+def _draw_loss_vs_index(ax: Axes, result: Any, **opts: Any) -> dict[str, Any]:
+  crit = _group(result, "critical", need=("loss", "index"))
+  return plot_loss_vs_index(ax, crit["loss"], crit["index"], crit.get("kind"), **opts)
+
+
+def _builtin_kinds() -> list[FigureKind]:
+  plane, heat = _needs_plane(2), _needs_plane(1)
+  return [
+      FigureKind("loss1d", plot_1d, _needs_line_loss, aspect=0.75),
+      FigureKind("contour", plot_contour, plane, defaults=_field_default),
+      FigureKind("contourf", plot_contourf, plane, defaults=_field_default),
+      FigureKind("heatmap", plot_heatmap, heat, defaults=_field_default),
+      FigureKind("surface3d", plot_surface3d, plane, aspect=0.85, defaults=_field_default,
+                 projection="3d"),
+      FigureKind("trajectory", plot_trajectory, _needs_all(plane, _needs_group(
+          "trajectory", ("proj_xcoord", "proj_ycoord"),
+          "has no trajectory/proj_xcoord and proj_ycoord")), defaults=_field_default),
+      FigureKind("eig_ratio", plot_eig_ratio, _needs_fields(
+          _EIG_FIELDS, "has no max_eig and min_eig datasets")),
+      FigureKind("eig_map", plot_eig_map, _needs_fields(
+          _EIG_FIELDS, "has no max_eig or min_eig dataset", any_name=True),
+          defaults=_eig_default),
+      FigureKind("density", plot_density, _needs_group(
+          "hessian", ("density", "density_grid"),
+          "has no hessian/density (run `landscape hessian FILE --density`)"), aspect=0.75),
+      FigureKind("critical", plot_critical_on_contour, _needs_all(plane, _needs_group(
+          "critical", ("coords", "grid_coords"),
+          "has no critical/coords or critical/grid_coords", any_key=True)),
+          defaults=_field_default),
+      FigureKind("loss_vs_index", _draw_loss_vs_index, _needs_group(
+          "critical", ("index", "loss"), "has no critical/index and critical/loss"),
+          aspect=0.75),
+  ]
+
+
+for _kind in _builtin_kinds():
+  register_kind(_kind)
+del _kind
 
 
 def _formats(formats: str | Sequence[str]) -> tuple[str, ...]:
@@ -1287,9 +1517,6 @@ def _tag(kind: str, opts: Mapping[str, Any]) -> str:
   return "_".join(parts)
 
 
-_ASPECT = {"loss1d": 0.75, "density": 0.75, "loss_vs_index": 0.75, "surface3d": 0.85}
-
-
 def render(result: Any, kind: str, out_dir: str | Path,
            formats: str | Sequence[str] = ("pdf", "png"), *, stem: str | None = None,
            dpi: float | None = None, columns: int = 1, aspect: float | None = None,
@@ -1302,13 +1529,14 @@ def render(result: Any, kind: str, out_dir: str | Path,
 
   Args:
     result: a result (see the module docstring).
-    kind: one of :data:`KINDS`; it must be in ``kinds_supported(result)``.
+    kind: a registered kind (one of :data:`KINDS`); it must be in
+      ``kinds_supported(result)``.
     out_dir: output directory (created).
     formats: file formats: any of pdf, png, svg, eps, ps (a tuple or "pdf,png").
     stem: file-name stem; None: the result file's stem (or "result").
     dpi: raster resolution; None: the style's 300 dpi.
     columns: 1 (3.4 in wide) or 2 (7.0 in wide).
-    aspect: height / width; None: a per-kind default.
+    aspect: height / width; None: the kind's :attr:`FigureKind.aspect`.
     **opts: options of the kind's plot function (e.g. ``field="test_loss"``,
       ``vmax=5``, ``log=True``, ``signed=True``, ``which="min_eig"``).
 
@@ -1326,7 +1554,7 @@ def render(result: Any, kind: str, out_dir: str | Path,
   References:
     Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018.
   """
-  _check_kind(result, kind)
+  spec = _check_kind(result, kind)
   fmts = _formats(formats)
   from landscape import io as _io
   out = Path(out_dir)
@@ -1335,11 +1563,11 @@ def render(result: Any, kind: str, out_dir: str | Path,
   base = stem or (Path(str(result.path)).stem if getattr(result, "path", None) else "result")
   paths = []
   with use_style():
-    fig = Figure(figsize=figure_size(columns, aspect or _ASPECT.get(kind, 0.8)))
+    fig = Figure(figsize=figure_size(columns, aspect or spec.aspect))
     try:
-      ax = fig.add_subplot(projection="3d" if kind == "surface3d" else None)
+      ax = fig.add_subplot(projection=spec.projection)
       try:
-        _draw_kind(ax, result, kind, dict(opts))
+        spec.draw(ax, result, **{**(spec.defaults(result) if spec.defaults else {}), **opts})
       except (TypeError, AttributeError) as err:
         if "unexpected keyword" not in str(err):
           raise

@@ -35,14 +35,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
 from landscape import _progress
 from landscape._affine import affine_vmap, dedupe
-from landscape._batching import batched_mean, check_batch_size, num_samples
+from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
+from landscape.grid import Grid
 
 PyTree = Any
 PointFn = Callable[[jax.Array, PyTree], Mapping[str, jax.Array]]
@@ -58,6 +58,12 @@ class Surface:
 
   A partly computed surface is valid: ``done`` marks computed points (a diverged
   point, NaN or inf, is computed); the other entries are NaN.
+
+  It has the read interface of a result file (:class:`landscape.io.Result`): ``grid``,
+  ``xs``, ``ys``, ``ndim``, ``shape``, ``fields`` (the same dict as ``values``),
+  ``attrs``, ``groups``, ``path`` (``None``) and :meth:`done_for`, so every function of
+  :mod:`landscape.plotting` draws it without a file:
+  ``ls.plotting.plot_contour(ax, ls.surface.evaluate(...), field="loss")``.
   """
   xs: np.ndarray
   ys: np.ndarray | None
@@ -68,14 +74,30 @@ class Surface:
   num_evaluated: int = 0
   point_mode: str = ""
   chunk_size: int = 0
+  attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
+  groups: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+  path: None = None
+
+  @property
+  def grid(self) -> Grid:
+    return Grid(self.xs, self.ys)
 
   @property
   def shape(self) -> tuple[int, ...]:
-    return grid_shape(self.xs, self.ys)
+    return self.grid.shape
 
   @property
   def ndim(self) -> int:
-    return 1 if self.ys is None else 2
+    return self.grid.ndim
+
+  @property
+  def fields(self) -> dict[str, np.ndarray]:
+    """The grid values by name (``values``; the name a result file's reader uses)."""
+    return self.values
+
+  def done_for(self, name: str) -> np.ndarray:
+    """The mask of computed points of field ``name`` (one mask covers every field)."""
+    return self.done
 
   @property
   def points_per_second(self) -> float:
@@ -83,17 +105,13 @@ class Surface:
 
 
 def grid_shape(xs, ys) -> tuple[int, ...]:
-  return (len(xs),) if ys is None else (len(ys), len(xs))
+  """``(len(ys), len(xs))`` or ``(len(xs),)`` (:attr:`landscape.grid.Grid.shape`)."""
+  return Grid(xs, ys).shape
 
 
 def grid_coords(xs, ys=None) -> np.ndarray:
   """Row-major coordinates of the grid: ``(P, D)`` with point ``p = j·nx + i`` at ``(x_i, y_j)``."""
-  xs = np.asarray(xs, dtype=np.float64)
-  if ys is None:
-    return xs[:, None]
-  ys = np.asarray(ys, dtype=np.float64)
-  gx, gy = np.meshgrid(xs, ys)
-  return np.stack([gx.ravel(), gy.ravel()], axis=1)
+  return Grid(xs, ys).coords()
 
 
 def shift(params: PyTree, directions: Sequence[PyTree], coeffs: jax.Array) -> PyTree:
@@ -104,19 +122,13 @@ def shift(params: PyTree, directions: Sequence[PyTree], coeffs: jax.Array) -> Py
   return out
 
 
-def _check_grid(xs, ys, directions) -> tuple[np.ndarray, np.ndarray | None]:
-  xs = np.asarray(xs, dtype=np.float64)
-  if xs.ndim != 1 or xs.size < 1 or not np.all(np.isfinite(xs)):
-    raise ConfigError(f"xs must be a non-empty 1-D array of finite numbers, got shape {xs.shape}")
-  if ys is not None:
-    ys = np.asarray(ys, dtype=np.float64)
-    if ys.ndim != 1 or ys.size < 1 or not np.all(np.isfinite(ys)):
-      raise ConfigError(f"ys must be a non-empty 1-D array of finite numbers, got shape {ys.shape}")
-  want = 1 if ys is None else 2
+def _check_grid(xs, ys, directions) -> Grid:
+  grid = Grid.of(xs, ys)
+  want = grid.ndim
   if directions is not None and len(directions) != want:
-    raise ConfigError(f"a {'1' if ys is None else '2'}-D grid needs {want} direction(s), "
+    raise ConfigError(f"a {want}-D grid needs {want} direction(s), "
                       f"got {len(directions)}; pass (dx,) with ys=None or (dx, dy) with ys")
-  return xs, ys
+  return grid
 
 
 def point_loss_fn(loss_fn, params, directions, metrics=None) -> PointFn:
@@ -176,15 +188,17 @@ def evaluate(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the Loss Landscape of Neural
     Nets", NeurIPS 2018.
   """
-  xs, ys = _check_grid(xs, ys, directions)
+  grid = _check_grid(xs, ys, directions)
+  xs, ys = grid.xs, grid.ys
   _check_structure(params, directions)
   fn = point_loss_fn(loss_fn, params, directions, metrics)
   return sweep(fn, xs, ys, data, batch_size=batch_size, chunk_size=chunk_size,
                point_mode=point_mode, done=done, on_chunk=on_chunk,
-               dtype=_float_dtype(params))
+               dtype=float_dtype(params))
 
 
-def _float_dtype(tree) -> jnp.dtype:
+def float_dtype(tree) -> jnp.dtype:
+  """The dtype of the first floating leaf of ``tree`` (default float): the grid coordinates'."""
   for leaf in jax.tree.leaves(tree):
     if jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
       return jnp.result_type(leaf)
@@ -375,7 +389,8 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   :func:`landscape._progress.reporting` (the pipeline), so library calls stay quiet.
   """
   check_batch_size(batch_size)
-  xs, ys = _check_grid(xs, ys, None)
+  grid = _check_grid(xs, ys, None)
+  xs, ys = grid.xs, grid.ys
   if point_mode not in POINT_MODES:
     raise ConfigError(f"unknown point_mode {point_mode!r}; valid: {', '.join(POINT_MODES)}")
   if chunk_size is not None and (isinstance(chunk_size, bool)
@@ -392,8 +407,8 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
         num_samples(d)
   elif data is not None:
     num_samples(data)
-  shape = grid_shape(xs, ys)
-  coords_all = grid_coords(xs, ys)
+  shape = grid.shape
+  coords_all = grid.coords()
   dtype = dtype or jnp.result_type(float)
   if done is None:
     done = np.zeros(shape, bool)

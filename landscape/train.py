@@ -35,7 +35,7 @@ from flax import serialization
 
 from landscape import _progress
 from landscape import objective as _objective
-from landscape._batching import batched_mean
+from landscape.batching import batched_mean
 from landscape.errors import ConfigError, unknown_name
 
 PyTree = Any

@@ -25,6 +25,7 @@ from jaxtyping import Float
 from numpy.typing import ArrayLike
 
 from landscape.errors import ConfigError, DataError
+from landscape.grid import Grid
 
 __all__ = ["LOG_OFFSET", "resample_bilinear", "write_vts"]
 
@@ -81,10 +82,7 @@ def resample_bilinear(xs: Float[np.ndarray, "nx"], ys: Float[np.ndarray, "ny"],
     University Press 2007, Sec. 3.6 (bilinear interpolation).
   """
   xs, ys = _axis(xs, "xs"), _axis(ys, "ys")
-  z = np.asarray(z, dtype=float)
-  if z.shape != (ys.size, xs.size):
-    raise DataError(f"z has shape {z.shape} but the grid is (len(ys), len(xs)) = "
-                    f"({ys.size}, {xs.size})")
+  z = Grid(xs, ys).check("z", np.asarray(z, dtype=float))
   xs, z = _increasing(xs, z, axis=1)
   ys, z = _increasing(ys, z, axis=0)
   xq, yq = np.asarray(xq, dtype=float).ravel(), np.asarray(yq, dtype=float).ravel()
@@ -157,10 +155,7 @@ def write_vts(path: str | Path, xs: Float[np.ndarray, "nx"], ys: Float[np.ndarra
     raise ConfigError(f"field_name={field_name!r} must be a non-empty name other than "
                       "'height' and 'valid'")
   xs, ys = _axis(xs, "xs"), _axis(ys, "ys")
-  values = np.ma.filled(np.ma.asarray(z, dtype=float), np.nan)
-  if values.shape != (ys.size, xs.size):
-    raise DataError(f"z has shape {values.shape} but the grid is (len(ys), len(xs)) = "
-                    f"({ys.size}, {xs.size}); pass value[j, i] at (xs[i], ys[j])")
+  values = Grid(xs, ys).check("z", np.ma.filled(np.ma.asarray(z, dtype=float), np.nan))
   if interp is not None:
     if int(interp) != interp or interp < 2:
       raise ConfigError(f"interp={interp!r} must be an integer >= 2 (points per axis)")

@@ -105,18 +105,10 @@ def sweep_to_file(path: Path, loss_fn: Callable, params: Any, directions: Sequen
   """
   with io.GridFile.open(path, xs=xs, ys=ys, fields=(field,), attrs=attrs,
                         directions=list(directions), overwrite=overwrite) as grid:
-    def write(idx, values):
-      for start, stop in _runs(idx):
-        grid.write(int(idx[start]), {field: values["loss"][start:stop]})
     surface.evaluate(loss_fn, params, directions, xs, ys, data, batch_size=batch_size,
-                     done=grid.done, on_chunk=write)
+                     done=grid.done,
+                     on_chunk=lambda idx, values: grid.write_points(idx, {field: values["loss"]}))
   return io.load(path)
-
-
-def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
-  """Contiguous stretches of sorted flat indices, as ``(start, stop)`` positions in ``idx``."""
-  breaks = [0, *(np.flatnonzero(np.diff(idx) != 1) + 1).tolist(), len(idx)]
-  return list(zip(breaks[:-1], breaks[1:]))
 
 
 def save(fig: Any, out: Path, stem: str, fmts: Sequence[str]) -> list[Path]:

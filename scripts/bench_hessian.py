@@ -77,7 +77,7 @@ import optax
 
 import landscape.models as lm
 from landscape import directions, hessian, losses, objective, train
-from landscape._batching import batched_mean
+from landscape.batching import batched_mean
 from landscape.errors import ConfigError, LandscapeError
 
 try:

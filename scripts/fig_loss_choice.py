@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_fscore_support
 
 import _figures
-from landscape import config, losses, objective, pipeline, plotting
+from landscape import config, losses, pipeline, plotting
 
 # Labels; the hyperparameters (Huber's delta, focal's alpha and gamma) are the configs'.
 REGRESSION = {"mse": "squared error (MSE)", "mae": "absolute error (MAE)",
@@ -65,9 +65,9 @@ def regression_run(name: str, size: str, args) -> dict:
   reg, _, n_grid, n_slice = SIZES[size]
   _figures.train_run(_figures.CONFIGS / f"regression_{name}.yaml", reg + args.overrides,
                      run_dir, overwrite=args.overwrite)
-  exp, variables = pipeline.load_run(run_dir)
-  obj = objective.build(exp.module, variables, exp.loss, task=exp.dataset.task,
-                        l2=exp.cfg.loss.l2, l1=exp.cfg.loss.l1)
+  run = pipeline.open_run(run_dir)
+  exp, variables = run.experiment, run.variables
+  obj = run.objective("eval")
   data = (exp.dataset.x_train, exp.dataset.y_train)
   dw, db = axis_direction(obj.params, "kernel"), axis_direction(obj.params, "bias")
   attrs = {"config": config.to_json(exp.cfg), "direction_kind": "axes", "norm": "none",

@@ -38,7 +38,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import _figures
-from landscape import critical, directions, io, models, objective, pipeline, plotting, train
+from landscape import critical, directions, io, models, pipeline, plotting
 
 COMMON = ["name=saddles", "data.name=moons", "data.kwargs={noise: 0.3}", "data.n_train=64",
           "data.n_test=64", "model.name=mlp", "loss.name=bce", "loss.l2=0.01",
@@ -63,12 +63,10 @@ def as_float64(tree):
 def find_points(run_dir, size: str) -> tuple[list[critical.CriticalPoint], object]:
   """Newton-MR from the trajectory and perturbed starts, in float64; (points, the centre)."""
   _, per_scale, steps = SIZES[size]
-  exp, variables = pipeline.load_run(run_dir)
-  obj = objective.build(exp.module, as_float64(variables), exp.loss, task=exp.dataset.task,
-                        l2=exp.cfg.loss.l2, l1=exp.cfg.loss.l1)
-  data = (jnp.asarray(exp.dataset.x_train, jnp.float64), jnp.asarray(exp.dataset.y_train))
-  starts = [as_float64(train.load_variables(run_dir, exp.variables, epoch)["params"])
-            for epoch in train.list_checkpoints(run_dir)]
+  run = pipeline.open_run(run_dir)
+  obj = run.objective("eval", dtype=jnp.float64)
+  data = run.data("train", dtype=jnp.float64)
+  starts = [as_float64(run.variables_of(epoch)["params"]) for epoch in run.checkpoints()]
   for i, scale in enumerate(SCALES):
     starts += critical.perturbations(jax.random.key(i), obj.params, num=per_scale, scale=scale)
   print(f"Newton-MR from {len(starts)} starts ({steps} steps at most, |grad| <= {TOL:g})")

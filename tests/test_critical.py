@@ -493,7 +493,7 @@ def _start():
     ({"ls_beta": 1.5}, ConfigError, "ls_beta"),
     ({"index_method": "slq"}, ConfigError, "key"),
     ({"eig_tol": -1.0}, ConfigError, "eig_tol"),
-    ({"batch_size": 0}, DataError, "batch_size"),
+    ({"batch_size": 0}, ConfigError, "batch_size"),
 ])
 def test_bad_arguments(kwargs, error, text):
   with pytest.raises(error) as err:

@@ -179,8 +179,8 @@ def test_eigen_directions(tiny_run, tmp_path):
   rc = cli.main(["surface", "--run", str(tiny_run), "--direction", "eigen", "--x=-1:1:3",
                  "--y=-1:1:3", "--out", str(out), "--split", "train"])
   assert rc == 0
-  exp, variables = pipeline.load_run(tiny_run)
-  obj = pipeline._build_objective(exp, variables, "eval", 2048)
+  run = pipeline.open_run(tiny_run)
+  exp, obj = run.experiment, run.objective("eval")
   dx, dy = io.read_directions(out, obj.params)
   data = (jnp.asarray(exp.dataset.x_train), jnp.asarray(exp.dataset.y_train))
   e = hessian.eigenvalues(obj.loss_fn, obj.params, data, k=2, which="largest",

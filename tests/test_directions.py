@@ -507,7 +507,7 @@ def test_trajectory_errors(trajectory):
   traj, final, _ = trajectory
   with pytest.raises(ConfigError, match="at least 3 trajectory points, got 2"):
     D.pca(traj[:2], final, n=2)
-  with pytest.raises(ConfigError, match="n must be a positive integer"):
+  with pytest.raises(ConfigError, match="n must be an integer >= 1, got 0"):
     D.pca(traj, final, n=0)
   with pytest.raises(ConfigError, match=r"trajectory\[1\]\['k'\] has shape \(4, 5\)"):
     D.pca([traj[0], {"k": np.ones((4, 5)), "b": traj[0]["b"]}, traj[2]], final, n=1)

@@ -613,3 +613,250 @@ def test_render_from_a_file_written_by_landscape_io(tmp_path):
   paths = P.render_all(res, tmp_path / "fig", kinds=["contour", "critical"], formats="png",
                        dpi=20)
   assert [p.name for p in paths["critical"]] == ["surface_critical.png"]
+
+
+# ------------------------------------------------ a Surface straight from a sweep
+
+
+def _quadratic(x, y=0.0):
+  """The loss of the sweep below at (x, y): w = (0.5 + x, -1 + y), b = 0.25 + 0.5 y."""
+  return (0.5 + x) ** 2 + (-1.0 + y) ** 2 + 2 * (0.25 + 0.5 * y) ** 2
+
+
+@pytest.fixture(scope="module")
+def swept():
+  """A 2-D (on XS x YS) and a 1-D Surface from landscape.surface.evaluate; no file."""
+  import jax.numpy as jnp
+
+  from landscape import surface
+  params = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.25)}
+  dx = {"w": jnp.array([1.0, 0.0]), "b": jnp.array(0.0)}
+  dy = {"w": jnp.array([0.0, 1.0]), "b": jnp.array(0.5)}
+
+  def loss_fn(p, batch):
+    return jnp.sum(p["w"] ** 2) + 2 * p["b"] ** 2
+
+  def acc_fn(p, batch):
+    return 100.0 / (1.0 + loss_fn(p, batch))
+
+  plane = surface.evaluate(loss_fn, params, (dx, dy), XS, YS)
+  line = surface.evaluate(loss_fn, params, (dx,), np.linspace(-1, 1, 9),
+                          metrics={"acc": acc_fn})
+  return types.SimpleNamespace(plane=plane, line=line)
+
+
+def test_swept_surface_holds_the_analytic_loss(swept):
+  # The values the figures below must carry; float32 sweep.
+  x, y = np.meshgrid(XS, YS)
+  np.testing.assert_allclose(swept.plane.values["loss"], _quadratic(x, y), rtol=1e-5)
+  np.testing.assert_allclose(swept.line.values["loss"], _quadratic(swept.line.xs), rtol=1e-5)
+  assert swept.plane.done.all() and swept.line.done.all()
+  assert swept.plane.path is None and not hasattr(swept.plane.done, "keys")  # not a file
+
+
+def test_a_surface_reads_as_a_result(swept):
+  assert P.default_field(swept.plane) == "loss" and P.default_field(swept.line) == "loss"
+  assert P.kinds_supported(swept.plane) == ["contour", "contourf", "heatmap", "surface3d"]
+  assert P.kinds_supported(swept.line) == ["loss1d"]
+  z = P.masked_field(swept.plane, "loss")
+  assert not np.ma.getmaskarray(z).any()
+  np.testing.assert_array_equal(z.data, swept.plane.values["loss"])
+
+
+def test_heatmap_of_a_surface_carries_its_values(swept):
+  surf = swept.plane
+  ax = _ax()
+  art = P.plot_heatmap(ax, surf)  # field defaults to the sweep's "loss"
+  data = art["mesh"].get_array()
+  assert not np.ma.getmaskarray(data).any()
+  np.testing.assert_array_equal(data.data, surf.values["loss"])
+  coords = art["mesh"].get_coordinates()
+  np.testing.assert_allclose(coords[0, :, 0], X_EDGES, rtol=RTOL, atol=RTOL)
+  np.testing.assert_allclose(coords[:, 0, 1], Y_EDGES, rtol=RTOL, atol=RTOL)
+  assert art["colorbar"].ax.get_ylabel() == "loss"
+  assert art["legend"] is None  # nothing masked
+  _draw(ax)
+
+
+def test_contour_of_a_surface_draws_its_levels(swept):
+  surf = swept.plane
+  ax = _ax()
+  art = P.plot_contour(ax, surf, vmin=0.1, vmax=10.0, vlevel=0.5)
+  values = surf.values["loss"].astype(float)
+  expected = np.arange(0.1, 10.0, 0.5)
+  inside = expected[(expected > values.min()) & (expected < values.max())]
+  assert inside.size >= 3
+  np.testing.assert_allclose(_drawn_levels(art["contour"]), inside, rtol=RTOL)
+  assert art["bad"] is None and art["legend"] is None
+  # The contour set is drawn on the swept values: its z range is theirs.
+  assert (art["contour"].zmin, art["contour"].zmax) == (values.min(), values.max())
+  assert ax.get_xlabel() == "α" and ax.get_ylabel() == "β"
+  _draw(ax)
+
+
+def test_plot_1d_of_a_surface_draws_loss_and_acc(swept):
+  line = swept.line
+  ax = _ax()
+  art = P.plot_1d(ax, line)
+  np.testing.assert_array_equal(art["loss"].get_xdata(), line.xs)
+  np.testing.assert_array_equal(art["loss"].get_ydata(), line.values["loss"])
+  np.testing.assert_array_equal(art["acc"].get_ydata(), line.values["acc"])
+  assert art["ax_acc"] is not None and art["ax_acc"].get_ylabel() == "accuracy (%)"
+  assert [t.get_text() for t in art["legend"].get_texts()] == ["loss", "accuracy"]
+  assert "train_loss" not in art and "test_loss" not in art
+  _draw(ax)
+
+
+def test_render_a_surface_without_a_file(swept, tmp_path):
+  paths = P.render(swept.plane, "contour", tmp_path, formats="png", dpi=20)
+  assert paths == [tmp_path / "result_contour.png"]  # no file, so the stem is "result"
+  assert paths[0].read_bytes().startswith(b"\x89PNG")
+  paths = P.render(swept.line, "loss1d", tmp_path, formats="png", dpi=20, stem="line")
+  assert [p.name for p in paths] == ["line_loss1d.png"]
+  written = P.render_all(swept.plane, tmp_path / "all", formats="png", dpi=20)
+  assert list(written) == ["contour", "contourf", "heatmap", "surface3d"]
+  assert all(p[0].exists() for p in written.values())
+
+
+def test_a_partly_computed_surface_masks_the_points_not_done(swept):
+  import dataclasses
+  done = np.ones(swept.plane.shape, dtype=bool)
+  undone = [(0, 1), (2, 3), (3, 0)]
+  for at in undone:
+    done[at] = False
+  # The values there stay finite: only the done mask tells them apart.
+  surf = dataclasses.replace(swept.plane, done=done)
+  assert np.isfinite(surf.values["loss"]).all()
+  art = P.plot_heatmap(_ax(), surf)
+  np.testing.assert_array_equal(np.ma.getmaskarray(art["mesh"].get_array()), ~done)
+  assert [t.get_text() for t in art["legend"].get_texts()] == [
+      "not computed / non-finite (3 of 20)"]
+  art = P.plot_contour(_ax(), surf)
+  assert art["bad"] is not None
+  assert [t.get_text() for t in art["legend"].get_texts()] == [
+      "not computed / non-finite (3 of 20)"]
+  line = dataclasses.replace(swept.line, done=np.arange(9) < 6)
+  art = P.plot_1d(_ax(), line, acc=False)
+  y = art["loss"].get_ydata()
+  np.testing.assert_array_equal(y[:6], line.values["loss"][:6])
+  assert np.isnan(y[6:]).all()
+
+
+# ------------------------------------------------------------- figure-kind registry
+
+
+BUILTIN_KINDS = ("loss1d", "contour", "contourf", "heatmap", "surface3d", "trajectory",
+                 "eig_ratio", "eig_map", "density", "critical", "loss_vs_index")
+
+
+def test_builtin_kinds_keep_their_order_aspects_and_projection():
+  assert P.KINDS == BUILTIN_KINDS == tuple(P.FIGURE_KINDS)
+  aspects = {name: kind.aspect for name, kind in P.FIGURE_KINDS.items()}
+  assert aspects == {"loss1d": 0.75, "contour": 0.8, "contourf": 0.8, "heatmap": 0.8,
+                     "surface3d": 0.85, "trajectory": 0.8, "eig_ratio": 0.8, "eig_map": 0.8,
+                     "density": 0.75, "critical": 0.8, "loss_vs_index": 0.75}
+  assert [n for n, k in P.FIGURE_KINDS.items() if k.projection] == ["surface3d"]
+  assert P.FIGURE_KINDS["eig_map"].defaults(_result()) == {"which": "max_eig"}
+  assert P.FIGURE_KINDS["contour"].defaults(_result()) == {"field": "train_loss"}
+  with pytest.raises(TypeError):
+    P.FIGURE_KINDS["nope"] = P.FIGURE_KINDS["contour"]  # read-only: use register_kind
+
+
+def _hist_draw(ax, result, *, field, bins=4):
+  counts, edges, _ = ax.hist(P.masked_field(result, field).compressed(), bins=bins)
+  return {"counts": counts, "edges": edges}
+
+
+def _hist_requires(result):
+  fields = getattr(result, "fields", {})
+  return None if any(f in fields for f in ("train_loss", "test_loss", "loss")) else \
+      "has no loss dataset to histogram"
+
+
+@pytest.fixture
+def loss_hist():
+  """A toy kind, registered for one test: a histogram of the default loss field."""
+  kind = P.register_kind(P.FigureKind("loss_hist", _hist_draw, _hist_requires, aspect=0.6,
+                                      defaults=lambda r: {"field": P.default_field(r)}))
+  try:
+    yield kind
+  finally:
+    if "loss_hist" in P.FIGURE_KINDS:
+      P.unregister_kind("loss_hist")
+
+
+def test_a_registered_kind_is_drawn_like_a_builtin_one(loss_hist, swept, tmp_path):
+  assert P.KINDS == (*BUILTIN_KINDS, "loss_hist")
+  assert P.FIGURE_KINDS["loss_hist"] is loss_hist
+  assert P.kinds_supported(swept.plane) == ["contour", "contourf", "heatmap", "surface3d",
+                                            "loss_hist"]
+  assert P.kinds_supported(swept.line) == ["loss1d", "loss_hist"]
+  assert P.kinds_supported(_result())[-1] == "loss_hist"
+  paths = P.render(swept.line, "loss_hist", tmp_path, formats="png", dpi=20)
+  assert paths == [tmp_path / "result_loss_hist.png"] and paths[0].exists()
+  # Options reach draw and the file name, as for a built-in kind.
+  paths = P.render(_result(), "loss_hist", tmp_path, formats="png", dpi=20,
+                   field="test_loss", bins=3)
+  assert [p.name for p in paths] == ["surface_loss_hist_test_loss.png"]
+  with pytest.raises(ConfigError, match="option of kind 'loss_hist' is not accepted"):
+    P.render(_result(), "loss_hist", tmp_path, formats="png", colour="red")
+  written = P.render_all(swept.plane, tmp_path / "all", formats="png", dpi=20)
+  assert list(written) == ["contour", "contourf", "heatmap", "surface3d", "loss_hist"]
+  assert written["loss_hist"][0].name == "result_loss_hist.png"
+  # Drawn on an Axes of the caller, the kind's draw gets the swept values.
+  art = loss_hist.draw(_ax(), swept.line, **loss_hist.defaults(swept.line))
+  assert art["counts"].sum() == swept.line.values["loss"].size
+
+
+def test_a_registered_kind_reports_why_it_cannot_be_drawn(loss_hist, tmp_path):
+  res = _result(groups=())
+  del res.fields["train_loss"], res.fields["test_loss"]
+  assert P.kinds_supported(res) == ["eig_ratio", "eig_map"]
+  with pytest.raises(ConfigError) as err:
+    P.render(res, "loss_hist", tmp_path)
+  assert str(err.value) == (
+      "/tmp/run/surface.h5 has no loss dataset to histogram, so 'loss_hist' cannot be "
+      "drawn; kinds this file supports: eig_ratio, eig_map")
+  with pytest.raises(ConfigError, match="'loss_hist' cannot be drawn"):
+    P.render_all(res, tmp_path, kinds=["eig_map", "loss_hist"])
+  assert not list(tmp_path.iterdir())  # refused before anything is drawn
+
+
+def test_register_kind_refuses_duplicates_and_bad_kinds(loss_hist):
+  with pytest.raises(ConfigError, match="figure kind 'loss_hist' is already registered; "
+                                        ".*replace=True"):
+    P.register_kind(P.FigureKind("loss_hist", _hist_draw, _hist_requires))
+  with pytest.raises(ConfigError, match="'contour' is already registered"):
+    P.register_kind(P.FigureKind("contour", _hist_draw, _hist_requires))
+  assert P.FIGURE_KINDS["contour"].draw is P.plot_contour
+  # replace=True swaps the kind in place.
+  wide = P.register_kind(P.FigureKind("loss_hist", _hist_draw, _hist_requires, aspect=0.5),
+                         replace=True)
+  assert P.FIGURE_KINDS["loss_hist"] is wide and P.KINDS == (*BUILTIN_KINDS, "loss_hist")
+  with pytest.raises(ConfigError, match="takes a FigureKind, got dict"):
+    P.register_kind({"name": "x"})
+  with pytest.raises(ConfigError, match="'Loss Hist' is not a lower-case identifier"):
+    P.FigureKind("Loss Hist", _hist_draw, _hist_requires)
+  with pytest.raises(ConfigError, match="requires=None is not callable"):
+    P.FigureKind("loss_hist2", _hist_draw, None)
+  with pytest.raises(ConfigError, match="aspect=0 must be a positive"):
+    P.FigureKind("loss_hist2", _hist_draw, _hist_requires, aspect=0)
+  # Unregistering takes it out of every listing again.
+  P.unregister_kind("loss_hist")
+  assert P.KINDS == BUILTIN_KINDS and "loss_hist" not in P.kinds_supported(_result())
+  with pytest.raises(ConfigError, match="unknown plot kind 'loss_hist'"):
+    P.render(_result(), "loss_hist", "/tmp/never_written")
+  with pytest.raises(ConfigError, match="unknown plot kind 'loss_hist'"):
+    P.unregister_kind("loss_hist")
+
+
+def test_landscape_plot_draws_a_registered_kind(loss_hist, tmp_path):
+  lio = pytest.importorskip("landscape.io")
+  from landscape import cli
+  path = tmp_path / "surface.h5"
+  with lio.GridFile.open(path, xs=XS, ys=YS, fields=("train_loss",),
+                         attrs={"direction_kind": "random"}, dtype=np.float64) as g:
+    g.write(0, {"train_loss": _surface(XS, YS).ravel()})
+  assert cli.main(["plot", str(path), "--kind", "loss_hist", "--format", "png",
+                   "--out", str(tmp_path / "fig")]) == 0
+  assert [p.name for p in (tmp_path / "fig").iterdir()] == ["surface_loss_hist.png"]

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from landscape import _validate
 from landscape.errors import DataError
 
 PyTree = Any
@@ -44,8 +45,10 @@ def num_samples(data: PyTree) -> int:
 
 
 def check_batch_size(batch_size: int | None) -> None:
-  if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-    raise DataError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+  """Refuse a ``batch_size`` that is not a positive integer or ``None`` (a bad argument)."""
+  if batch_size is not None:
+    _validate.integer("batch_size", batch_size, low=1,
+                      fix="pass a positive integer, or None for the whole dataset at once")
 
 
 def batched_mean(fn: Callable[[PyTree], PyTree], data: PyTree,
