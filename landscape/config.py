@@ -106,7 +106,9 @@ class HessianConfig:
   density_runs: int = 4
   density_steps: int = 30
   map: bool = False                # per-grid-point curvature map (max_eig, min_eig)
-  map_steps: int = 16
+  map_steps: int = 64              # Lanczos steps per map point (the cap with map_tol)
+  map_tol: float | None = 0.01     # stop a point at residuals <= map_tol·|λ_max| (null: never)
+  map_warm_start: bool = True      # start every point from the centre's extreme eigenvectors
   batch_size: int | None = 512
   n_samples: int | None = 512      # training samples used for probes (None: all)
   seed: int = 0

@@ -312,12 +312,14 @@ def _select(n: jax.Array, k: int, largest: bool) -> jax.Array:
 
 
 def _converged(theta: jax.Array, residuals: jax.Array, idx: jax.Array, n: jax.Array,
-               tol: jax.Array) -> jax.Array:
-  """``r_i ≤ max(tol·|θ_i|, eps·max_j |θ_j|)`` for the selected pairs, once ``n ≥ k``."""
+               tol: jax.Array, relative_to: str = "value") -> jax.Array:
+  """``r_i ≤ max(tol·|θ_i|, eps·max_j |θ_j|)`` for the selected pairs, once ``n ≥ k``
+  (``relative_to="radius"``: ``r_i ≤ tol·max_j |θ_j|``)."""
   eps = np.finfo(theta.dtype).eps
   inside = jnp.arange(theta.shape[0]) < n
-  floor = eps * jnp.max(jnp.where(inside, jnp.abs(theta), 0.0))
-  ok = residuals[idx] <= jnp.maximum(tol * jnp.abs(theta[idx]), floor)
+  radius = jnp.max(jnp.where(inside, jnp.abs(theta), 0.0))
+  scale = radius if relative_to == "radius" else jnp.abs(theta[idx])
+  ok = residuals[idx] <= jnp.maximum(tol * scale, eps * radius)
   return jnp.all(ok) & (n >= idx.shape[0])
 
 
@@ -367,13 +369,17 @@ def ritz(alphas: Float[Array, "m"], betas: Float[Array, "m"], basis: PyTree | No
 
 def extreme_eigenpairs(matvec: MatVec, v0: PyTree, tol: float | jax.Array, *, k: int,
                        which: str, num_steps: int, return_vectors: bool = False,
-                       report: bool = False) -> tuple[jax.Array, tuple[Ritz, ...]]:
+                       report: bool = False, relative_to: str = "value"
+                       ) -> tuple[jax.Array, tuple[Ritz, ...]]:
   """Extreme eigenpairs of a symmetric operator by Lanczos, with an early stop.
 
   Runs the :func:`lanczos` recurrence from ``v0`` in one ``lax.while_loop``;
   after every step ``n`` the Ritz pairs of ``T_n`` are computed and the loop
   stops once the ``k`` wanted pairs satisfy ``r_i ≤ max(tol·|θ_i|, eps·max|θ|)``
-  or after ``num_steps`` steps (``tol = 0``: always ``num_steps``). A breakdown
+  (``relative_to="radius"``: ``r_i ≤ tol·max|θ|``, the spectral radius estimate, so an
+  eigenvalue near 0 need not be resolved to its own relative accuracy) or after
+  ``num_steps`` steps (``tol = 0``: always ``num_steps``). For every Ritz pair there is
+  an eigenvalue of ``A`` within ``r_i`` of ``θ_i`` (symmetric ``A``). A breakdown
   (invariant Krylov space) gives ``β_n = 0``, zero residuals and an immediate stop.
 
   Args:
@@ -385,6 +391,7 @@ def extreme_eigenpairs(matvec: MatVec, v0: PyTree, tol: float | jax.Array, *, k:
     num_steps: maximal number of steps (= matvecs), at most the dimension.
     return_vectors: also form the unit Ritz vectors.
     report: a :func:`landscape._progress.tick` per step.
+    relative_to: ``"value"`` or ``"radius"``: what ``tol`` is relative to.
 
   Returns:
     ``(n, pairs)``: ``n`` the steps run; ``pairs`` a tuple of :class:`Ritz`
@@ -395,6 +402,7 @@ def extreme_eigenpairs(matvec: MatVec, v0: PyTree, tol: float | jax.Array, *, k:
     Parlett, "The Symmetric Eigenvalue Problem", SIAM, 1998, ch. 11–13.
   """
   _validate.choice("which", which, WHICH)
+  _validate.choice("relative_to", relative_to, ("value", "radius"))
   wanted = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
 
   def body(carry):
@@ -404,7 +412,7 @@ def extreme_eigenpairs(matvec: MatVec, v0: PyTree, tol: float | jax.Array, *, k:
       _progress.tick(j + 1, after=state.alphas[j])
     ritz = _ritz(state.alphas, state.betas, j + 1)
     done = functools.reduce(jnp.logical_and, [
-        _converged(ritz[0], ritz[2], _select(j + 1, k, largest), j + 1, tol)
+        _converged(ritz[0], ritz[2], _select(j + 1, k, largest), j + 1, tol, relative_to)
         for largest in wanted], tol > 0)
     return j + 1, state, done, ritz
 

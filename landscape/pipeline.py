@@ -394,6 +394,8 @@ def _check_hessian(h: _config.HessianConfig, *, k: int, which: str, trace: bool,
     _counts("hessian", density_runs=h.density_runs, density_steps=h.density_steps)
   if curvature:
     _counts("hessian", map_steps=h.map_steps)
+    _validate.positive("hessian.map_tol", h.map_tol, optional=True, upper=1.0,
+                       fix="set it with --set hessian.map_tol=0.01 (null: a fixed step count)")
 
 
 def _check_critical(c: _config.CriticalConfig, method: str, starts: int) -> None:
@@ -429,8 +431,10 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   data = probe.run.data("train", h.n_samples)
   if curvature:
     from landscape import _guards
-    _guards.check_grid(result.grid.size, 2, path.parent,
+    from landscape import curvature as _curvature_mod
+    _guards.check_grid(result.grid.size, len(_curvature_mod.FIELDS), path.parent,
                        what=f"a curvature map of {result.grid.size} points", new_file=False)
+    _check_map_settings(probe, _map_settings(h, data))
   key = jax.random.key(h.seed)
   group: dict[str, Any] = {}
   t0 = time.perf_counter()
@@ -478,19 +482,64 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   return path
 
 
+def _map_settings(h: _config.HessianConfig, data) -> dict:
+  """What a curvature map's values depend on besides the surface (its ``curvature_map/``)."""
+  return {"tol": np.nan if h.map_tol is None else float(h.map_tol),
+          "max_steps": int(h.map_steps), "warm_start": int(h.map_warm_start),
+          "num_samples": int(data[0].shape[0])}
+
+
+def _check_map_settings(probe: Probe, settings: dict) -> None:
+  """Refuse to resume a curvature map with other settings than it was started with."""
+  result = probe.result
+  done = result.done.get("eig_done")
+  stored = result.groups.get("curvature_map")
+  if done is None or not done.any() or stored is None:
+    return   # no map yet, or one without settings (recomputed: it lacks the residuals)
+  for key, value in settings.items():
+    old = stored.get(key)
+    same = old is not None and bool(np.isclose(float(old), float(value), rtol=1e-6,
+                                               equal_nan=True))
+    if not same:
+      fix = " ".join(f"--set hessian.map_{k.removeprefix('max_')}={_setting(k, stored.get(k))}"
+                     for k in ("tol", "max_steps", "warm_start"))
+      raise ConfigError(
+          f"{probe.path} holds a curvature map ({int(done.sum())} of {done.size} points) "
+          f"computed with {key}={_setting(key, old)}, not {_setting(key, value)}; resume it "
+          f"with the same settings ({fix}, and hessian.n_samples="
+          f"{_setting('num_samples', stored.get('num_samples'))}), or sweep a new surface "
+          "file for other ones")
+
+
+def _setting(key: str, value) -> str:
+  if value is None:
+    return "?"
+  if key == "tol":
+    return "null" if np.isnan(value) else f"{float(value):g}"
+  if key == "warm_start":
+    return "true" if value else "false"
+  return str(int(value))
+
+
 def _curvature(probe: Probe, data, h, key, log) -> None:
   from landscape import curvature as _curvature_mod
   from landscape import io as _io
   dirs, centre, result = probe.directions(), probe.centre(), probe.result
+  settings = _map_settings(h, data)
   with _io.GridFile.open(probe.path, xs=result.xs, ys=result.ys,
-                         fields=["max_eig", "min_eig"], done="eig_done") as writer:
+                         fields=list(_curvature_mod.FIELDS), done="eig_done") as writer:
     done = writer.done
-    log(f"curvature map: {int((~done).sum())} of {done.size} points, {h.map_steps} Lanczos "
-        "steps each")
-    cmap = _curvature_mod.curvature_map(probe.objective.loss_fn, centre, dirs, result.xs, result.ys,
-                                  data, key=jax.random.fold_in(key, 3), num_steps=h.map_steps,
-                                  batch_size=h.batch_size, done=done,
-                                  on_chunk=writer.write_points)
+    stop = (f"to residuals <= {h.map_tol:g}·|λ_max|, at most {h.map_steps} Lanczos steps"
+            if h.map_tol is not None else f"{h.map_steps} Lanczos steps each")
+    log(f"curvature map: {int((~done).sum())} of {done.size} points, {stop}"
+        f"{', warm-started at the centre' if h.map_warm_start else ''}")
+    if not done.any():
+      writer.write_group("curvature_map", settings)
+    cmap = _curvature_mod.curvature_map(
+        probe.objective.loss_fn, centre, dirs, result.xs, result.ys, data,
+        key=jax.random.fold_in(key, 3), num_steps=h.map_steps, tol=h.map_tol,
+        warm_start=h.map_warm_start, batch_size=h.batch_size, done=done,
+        on_chunk=writer.write_points)
   if cmap.num_evaluated:
     log(f"curvature map: compile {cmap.compile_seconds:.2f} s, {cmap.num_evaluated} points in "
         f"{cmap.sweep_seconds:.2f} s ({cmap.points_per_second:.2f} points/s)")
@@ -565,8 +614,20 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
 
 
 def run_info(path: str | Path) -> str:
-  """A human-readable summary of a result file."""
+  """A human-readable summary of a result file.
+
+  Besides the grid, settings, done masks, field ranges and groups: for a curvature map how
+  many points converged to the file's tolerance (``curvature_map/tol``), and for a 2-D
+  surface the non-convexity metrics of :func:`landscape.grid.nonconvexity` (defaults:
+  the central half of each axis, threshold 0.1).
+  """
+  from landscape import grid as _grid
   from landscape import io as _io
+  from landscape.errors import DataError
+
+  def _frac(v: float) -> str:
+    return "n/a" if not np.isfinite(v) else f"{v:.3g}"
+
   r = _io.load(path)
   lines = [f"{path}: {'original loss-landscape layout' if r.is_original_layout else 'landscape-hdf5'}"]
   g = f"x: {r.xs[0]:g}:{r.xs[-1]:g}:{len(r.xs)}"
@@ -588,6 +649,49 @@ def run_info(path: str | Path) -> str:
       lines.append(f"{name:<18}no finite values yet")
   for gname, group in r.groups.items():
     lines.append(f"[{gname}] " + ", ".join(sorted(group)))
+  if "max_eig" in r.fields and "min_eig" in r.fields:
+    eig_done = r.done_for("max_eig")
+    computed = np.isfinite(r.fields["max_eig"]) & np.isfinite(r.fields["min_eig"])
+    if eig_done is not None:
+      computed &= eig_done
+    n = int(computed.sum())
+    settings = r.groups.get("curvature_map", {})
+    steps = settings.get("max_steps")
+    steps = "?" if steps is None else str(int(np.asarray(steps)))
+    tol = _grid.stored_map_tol(r)
+    if not all(k in r.fields for k in _grid.EIG_FIELDS[:4]):
+      status = (f"{n} points computed, residuals not stored (computed before they were "
+                "recorded)")
+    elif tol is None:
+      status = f"{n} points computed, no tolerance ({steps} Lanczos steps each)"
+    else:
+      ok = _grid.eig_converged(r.fields, tol)
+      warm = settings.get("warm_start")
+      start = "" if warm is None else (", warm start" if int(np.asarray(warm)) else
+                                       ", cold start")
+      status = (f"{int((ok & computed).sum())}/{n} points converged (tol {tol:g}, max "
+                f"{steps} steps{start})")
+    lines.append(f"{'curvature map':<18}{status}")
+  if r.ys is not None:
+    try:
+      m = _grid.nonconvexity(r)
+    except (ConfigError, DataError) as exc:
+      lines.append(f"{'non-convexity':<18}not computed: {exc}")
+    else:
+      ny, nx = m.central_shape
+      lines.append(f"{'non-convexity':<18}{m.field}, central {ny} x {nx} points "
+                   f"(|x|, |y| <= {m.radius:g}·max of each axis)")
+      if m.has_map:
+        which = (f"{m.num_converged} converged (tol {m.tol:g}) of {m.num_map_points}"
+                 if m.tol is not None else f"{m.num_map_points}" + (
+                     "" if m.residuals_known else ", convergence unknown,"))
+        lines.append(f"  {'eig_ratio':<16}{_frac(m.ratio_fraction)}  (fraction of {which} "
+                     f"map points with |min_eig/max_eig| > {m.threshold:g})")
+      lines.append(f"  {'indefinite':<16}{_frac(m.indefinite_fraction)}  (fraction of "
+                   f"{m.num_points} points where the plane's finite-difference Hessian has "
+                   "det < 0)")
+      lines.append(f"  {'critical':<16}{m.minima} minima, {m.saddles} saddles, "
+                   f"{m.maxima} maxima")
   return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike
 
 from landscape.errors import ConfigError, DataError, unknown_name
-from landscape.grid import Grid
+from landscape.grid import Grid, eig_converged, stored_map_tol
 
 __all__ = [
     "BAD_COLOR", "DOUBLE_COLUMN_IN", "FIGURE_KINDS", "KINDS", "SINGLE_COLUMN_IN",
@@ -826,6 +826,55 @@ def plot_trajectory(ax: Axes, result: Any, *, field: str | None = None, vmin: fl
 # ------------------------------------------------------------------ curvature plots
 
 
+_UNCONVERGED_COLOR = "0.6"  # mid grey, hatched: a map point Lanczos did not converge at
+_CONVERGED_ONLY = " (converged points only)"
+
+
+def _unconverged(result: Any, mask: np.ndarray) -> tuple[np.ndarray | None, float | None]:
+  """Map points drawn now (not in ``mask``) that missed the file's tolerance.
+
+  ``(unconverged, tol)``: a bool array, or ``(None, None)`` when nothing is masked for it
+  (no ``curvature_map/tol`` or NaN, or residuals not stored).
+  """
+  tol = stored_map_tol(result)
+  if tol is None:
+    return None, None
+  ok = eig_converged(_mapping(result, "fields"), tol)
+  if ok is None:
+    return None, None
+  return np.asarray(~ok, dtype=bool).reshape(mask.shape) & ~mask, tol
+
+
+def _mask_unconverged(ax: Axes, result: Any, values: np.ma.MaskedArray, draw: Callable,
+                      label: str, two_d: bool) -> dict[str, Any]:
+  """Draw ``values`` with unconverged map points masked (2-D: hatched, with a legend).
+
+  ``draw(values, label)`` draws the (re-masked) values and returns the artists dict;
+  ``unconverged`` (bool array or None) and ``unconverged_overlay`` are added to it.
+  """
+  mask = np.ma.getmaskarray(values)
+  bad, tol = _unconverged(result, mask)
+  if bad is None or not bad.any():
+    art = draw(values, label)
+    art.update(unconverged=bad, unconverged_overlay=None)
+    return art
+  values = np.ma.masked_array(np.where(bad, np.nan, values.filled(np.nan)), mask=mask | bad)
+  art = draw(values, label + _CONVERGED_ONLY)
+  art["unconverged"], art["unconverged_overlay"] = bad, None
+  if not two_d:
+    return art
+  xs, ys = _coords(result)
+  shade = np.ma.masked_array(np.ones(bad.shape), mask=~bad)
+  art["unconverged_overlay"] = ax.pcolor(
+      _edges(xs), _edges(ys), shade, cmap=mcolors.ListedColormap([_UNCONVERGED_COLOR]),
+      vmin=0, vmax=1, hatch="//", edgecolor="0.3", linewidth=0.0, zorder=1.5)
+  handle = Patch(facecolor=_UNCONVERGED_COLOR, edgecolor="0.3", hatch="//", linewidth=0.4,
+                 label=f"not converged (r > {tol:g}·|λmax|) ({int(bad.sum())} of {bad.size})")
+  handles = [_bad_handle(mask)] if mask.any() else []
+  art["legend"] = _legend(ax, [*handles, handle])
+  return art
+
+
 def plot_eig_ratio(ax: Axes, result: Any, *, signed: bool = False, cmap: Any = None,
                    colorbar: bool = True, **kw: Any) -> dict[str, Any]:
   """Convexity map: ``|λ_min / λ_max|`` of the Hessian at each grid point.
@@ -835,20 +884,27 @@ def plot_eig_ratio(ax: Axes, result: Any, *, signed: bool = False, cmap: Any = N
   absolute ratio is clipped to ``[0, 1]`` on a perceptually uniform map (viridis);
   ``signed=True`` draws ``λ_min/λ_max`` clipped to ``[-1, 1]`` on a diverging map
   centred at 0 (RdBu_r). Points where either eigenvalue is masked or the ratio is not
-  finite (``λ_max = 0``) are bad. A 1-D result draws the ratio as a line.
+  finite (``λ_max = 0``) are bad. Points that missed the file's residual tolerance
+  (``curvature_map/tol``, :func:`landscape.grid.eig_converged`) are masked too and drawn
+  grey and hatched, with a legend entry, and the colour bar says "converged points only";
+  nothing more is masked when the tolerance is NaN or missing or the residuals are not
+  stored. A 1-D result draws the ratio as a line (unconverged points left out).
 
   Args:
     ax: the Axes.
     result: a result with ``fields["min_eig"]``, ``fields["max_eig"]`` (ny, nx) or (nx,);
-      optional ``done["eig_done"]``.
+      optional ``done["eig_done"]``, ``fields["max_eig_residual"]``,
+      ``fields["min_eig_residual"]`` and ``groups["curvature_map"]["tol"]``.
     signed: draw the signed ratio instead of its absolute value.
     cmap: colour map; None: viridis (absolute) or RdBu_r (signed).
     colorbar: add a colour bar (2-D).
     **kw: passed to ``pcolormesh`` (2-D) or ``plot`` (1-D).
 
   Returns:
-    2-D: ``{"mesh" (get_array() = clipped ratio, masked), "colorbar", "legend", "note"}``;
-    1-D: ``{"line": Line2D}``.
+    2-D: ``{"mesh" (get_array() = clipped ratio, masked), "colorbar", "legend", "note",
+    "unconverged" (bool array of the points masked for convergence, or None),
+    "unconverged_overlay" (the hatched PolyCollection, or None)}``;
+    1-D: ``{"line": Line2D, "unconverged"}``.
 
   Example:
     >>> art = plot_eig_ratio(ax, res)
@@ -867,15 +923,20 @@ def plot_eig_ratio(ax: Axes, result: Any, *, signed: bool = False, cmap: Any = N
   label = r"$\lambda_{\min} / \lambda_{\max}$" if signed else \
       r"$|\lambda_{\min} / \lambda_{\max}|$"
   if _ndim(result) == 1:
-    line, = ax.plot(_coords(result)[0], values.filled(np.nan), **kw)
-    ax.set_ylim(*clip)
-    ax.set_xlabel(_axis_labels(result)[0])
-    ax.set_ylabel(label)
-    return {"line": line}
+    def draw_line(v, text):
+      line, = ax.plot(_coords(result)[0], v.filled(np.nan), **kw)
+      ax.set_ylim(*clip)
+      ax.set_xlabel(_axis_labels(result)[0])
+      ax.set_ylabel(text)
+      return {"line": line}
+    return _mask_unconverged(ax, result, values, draw_line, label, two_d=False)
   xs, ys = _grid(result, "eig_ratio")
-  return _heat(ax, xs, ys, values, cmap=cmap or ("RdBu_r" if signed else "viridis"),
-               norm=mcolors.Normalize(*clip), label=label, colorbar=colorbar,
-               extend="both" if signed else "max", xylabels=_axis_labels(result), **kw)
+
+  def draw(v, text):
+    return _heat(ax, xs, ys, v, cmap=cmap or ("RdBu_r" if signed else "viridis"),
+                 norm=mcolors.Normalize(*clip), label=text, colorbar=colorbar,
+                 extend="both" if signed else "max", xylabels=_axis_labels(result), **kw)
+  return _mask_unconverged(ax, result, values, draw, label, two_d=True)
 
 
 def plot_eig_map(ax: Axes, result: Any, which: str = "max_eig", *, cmap: Any = None,
@@ -884,18 +945,21 @@ def plot_eig_map(ax: Axes, result: Any, which: str = "max_eig", *, cmap: Any = N
 
   Values that take both signs are drawn on a diverging map centred at 0 (RdBu_r,
   symmetric limits ``±max|λ|``) so the sign of the curvature reads at a glance;
-  one-signed values on viridis. A 1-D result draws a line.
+  one-signed values on viridis. A 1-D result draws a line. Points that missed the file's
+  residual tolerance are masked and hatched as in :func:`plot_eig_ratio`.
 
   Args:
     ax: the Axes.
-    result: a result with ``fields[which]`` (ny, nx) or (nx,).
+    result: a result with ``fields[which]`` (ny, nx) or (nx,); optional residuals and
+      ``curvature_map/tol`` as :func:`plot_eig_ratio`.
     which: ``"max_eig"`` or ``"min_eig"``.
     cmap: colour map; None: chosen as above.
     colorbar: add a colour bar (2-D).
     **kw: passed to ``pcolormesh`` (2-D) or ``plot`` (1-D).
 
   Returns:
-    2-D: ``{"mesh", "colorbar", "legend", "note"}``; 1-D: ``{"line": Line2D}``.
+    2-D: ``{"mesh", "colorbar", "legend", "note", "unconverged", "unconverged_overlay"}``;
+    1-D: ``{"line": Line2D, "unconverged"}``.
 
   Example:
     >>> plot_eig_map(ax, res, "min_eig")
@@ -908,21 +972,27 @@ def plot_eig_map(ax: Axes, result: Any, which: str = "max_eig", *, cmap: Any = N
   z = masked_field(result, which)
   label = _FIELD_LABELS[which]
   if _ndim(result) == 1:
-    line, = ax.plot(_coords(result)[0], z.filled(np.nan), **kw)
-    ax.axhline(0.0, color="0.6", linewidth=0.5)
-    ax.set_xlabel(_axis_labels(result)[0])
-    ax.set_ylabel(label)
-    return {"line": line}
+    def draw_line(v, text):
+      line, = ax.plot(_coords(result)[0], v.filled(np.nan), **kw)
+      ax.axhline(0.0, color="0.6", linewidth=0.5)
+      ax.set_xlabel(_axis_labels(result)[0])
+      ax.set_ylabel(text)
+      return {"line": line}
+    return _mask_unconverged(ax, result, z, draw_line, label, two_d=False)
   xs, ys = _grid(result, "eig_map")
-  finite = z.compressed()
-  two_signed = finite.size > 0 and finite.min() < 0 < finite.max()
-  if two_signed:
-    bound = float(np.abs(finite).max())
-    norm: mcolors.Normalize = mcolors.Normalize(-bound, bound)
-  else:
-    norm = _norm(z, None, None, False)
-  return _heat(ax, xs, ys, z, cmap=cmap or ("RdBu_r" if two_signed else "viridis"),
-               norm=norm, label=label, colorbar=colorbar, xylabels=_axis_labels(result), **kw)
+
+  def draw(v, text):
+    finite = v.compressed()
+    two_signed = finite.size > 0 and finite.min() < 0 < finite.max()
+    if two_signed:
+      bound = float(np.abs(finite).max())
+      norm: mcolors.Normalize = mcolors.Normalize(-bound, bound)
+    else:
+      norm = _norm(v, None, None, False)
+    return _heat(ax, xs, ys, v, cmap=cmap or ("RdBu_r" if two_signed else "viridis"),
+                 norm=norm, label=text, colorbar=colorbar, xylabels=_axis_labels(result),
+                 **kw)
+  return _mask_unconverged(ax, result, z, draw, label, two_d=True)
 
 
 def plot_density(ax: Axes, result: Any, *, floor: float | None = None,

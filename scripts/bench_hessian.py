@@ -28,10 +28,15 @@ script measures three things.
    ``--repeats`` runs; also a ``jax.linearize`` HVP (the gradient linearized once, then
    applied to several vectors: the cost of the first and of each further HVP) and, for
    context, torch's double-backward HVP and gradient. Target: HVP <= 3x a gradient.
-3. **Curvature-map throughput.** ``landscape.hessian.curvature_map`` (Lanczos with
-   ``--curv-steps`` HVPs per point, full dataset) on a ``--grid`` x ``--grid`` filter-normalized
-   plane through the trained point: points/s in the steady state and the compile time,
-   separately; at the centre its ``max_eig`` is compared with the reference ``λ_max``.
+3. **Curvature maps, before and after.** ``landscape.curvature.curvature_map`` on a
+   ``--grid`` x ``--grid`` filter-normalized plane through the trained point, four ways: the
+   map as it was (``--curv-steps`` Lanczos steps per point from a Gaussian start, every HVP
+   forward-over-reverse from scratch), the same with the gradient linearized once per point
+   (``jax.linearize``), and the converged map (each point to Ritz residuals <=
+   ``--curv-tol``·|λmax|, at most ``--curv-cap`` steps) from a random and from the warm
+   start (the centre's extreme eigenvectors): points/s (and the ratio to the first row),
+   HVPs per point, the fraction of points converged, and the largest error of the extreme
+   eigenvalues over the grid against a map converged to 1e-5.
 
 Seconds are wall-clock on whatever else the machine runs: noisy where it is shared. HVP
 counts are not.
@@ -76,7 +81,7 @@ import numpy as np
 import optax
 
 import landscape.models as lm
-from landscape import directions, hessian, losses, objective, train
+from landscape import curvature, directions, grid, hessian, losses, objective, train
 from landscape.batching import batched_mean
 from landscape.errors import ConfigError, LandscapeError
 
@@ -467,29 +472,56 @@ def _hvp_cost(p: Problem, args, th: _TorchHessian | None) -> tuple[dict, list[st
 
 
 def _curvature(p: Problem, args, ref_top: float, hvp_s: float) -> tuple[dict, list[str]]:
-  """``hessian.curvature_map`` on a ``grid x grid`` filter-normalized plane."""
+  """Curvature maps on a ``grid x grid`` filter-normalized plane, before and after.
+
+  Rows: the map as it was (``--curv-steps`` Lanczos steps per point from a Gaussian start,
+  each HVP forward-over-reverse from scratch), the same with the gradient linearized once
+  per point, and the converged map (each point to residuals <= ``--curv-tol``·|λmax|, at
+  most ``--curv-cap`` steps, from a random or the warm start). Accuracy: the largest error
+  of max_eig and min_eig over the grid, relative to |λmax|, against a reference map run to
+  residuals <= 1e-5·|λmax| (at most ``--curv-ref-steps`` steps).
+  """
   key = jax.random.key(args.seed + 4)
   dirs = directions.random_plane(key, p.obj.params, norm="filter", ignore="biasbn")
   xs = np.linspace(-1.0, 1.0, args.grid) if args.grid > 1 else np.zeros(1)
-  surf = hessian.curvature_map(p.obj.loss_fn, p.obj.params, dirs, xs, xs, p.data,
-                               key=jax.random.fold_in(key, 1), num_steps=args.curv_steps,
-                               batch_size=p.spec.batch, point_mode=args.point_mode)
-  pts = surf.num_evaluated
-  per_point = surf.sweep_seconds / pts
-  hvps_per_s = pts * args.curv_steps / surf.sweep_seconds
-  lines = [f"curvature_map: {args.grid}x{args.grid} grid, {args.curv_steps} Lanczos steps "
-           f"(HVPs) per point, full dataset, point_mode={surf.point_mode}, chunk {surf.chunk_size}",
-           f"  {surf.points_per_second:.3g} points/s ({per_point:.3g} s/point, "
-           f"{hvps_per_s:.3g} HVPs/s; a point costs {per_point / (args.curv_steps * hvp_s):.2f}x "
-           f"{args.curv_steps} standalone HVPs); compile {surf.compile_seconds:.2f} s"]
+  mkey = jax.random.fold_in(key, 1)
+
+  def run(**kw):
+    return curvature.curvature_map(p.obj.loss_fn, p.obj.params, dirs, xs, xs, p.data, key=mkey,
+                                   batch_size=p.spec.batch, point_mode=args.point_mode, **kw)
+
+  ref = run(num_steps=args.curv_ref_steps, tol=1e-5, warm_start=True)
+  scale = np.abs(ref.values["max_eig"])
+  rows = [("fixed steps (before)", dict(num_steps=args.curv_steps, linearize=False)),
+          ("fixed steps, linearized", dict(num_steps=args.curv_steps)),
+          ("converged, random start", dict(num_steps=args.curv_cap, tol=args.curv_tol)),
+          ("converged, warm start", dict(num_steps=args.curv_cap, tol=args.curv_tol,
+                                         warm_start=True))]
+  lines = [f"curvature maps: {args.grid}x{args.grid} grid, full dataset, converged = residuals "
+           f"<= {args.curv_tol:g}·|λmax| (cap {args.curv_cap} steps); error = max over the grid "
+           f"of |Δλ|/|λmax| against a map converged to 1e-5 (reference: "
+           f"{np.mean(ref.values['eig_steps']):.1f} steps/point)",
+           f"{'map':<26}| points/s | vs before | HVPs/point | converged | max error | compile s"]
+  out = {"rows": []}
+  base = None
+  for name, kw in rows:
+    m = run(**kw)
+    err = max(np.nanmax(np.abs(m.values[e] - ref.values[e]) / scale)
+              for e in ("max_eig", "min_eig"))
+    conv = float(np.mean(grid.eig_converged(m.values, args.curv_tol)))
+    steps = float(np.mean(m.values["eig_steps"]))
+    base = m.points_per_second if base is None else base
+    lines.append(f"{name:<26}| {m.points_per_second:8.3g} | {m.points_per_second / base:9.2f} | "
+                 f"{steps:10.1f} | {100 * conv:8.0f}% | {err:9.2g} | {m.compile_seconds:9.2f}")
+    out["rows"].append({"map": name, "points_per_s": m.points_per_second, "hvps_per_point": steps,
+                        "converged_fraction": conv, "max_rel_error": float(err),
+                        "compile_s": m.compile_seconds, "sweep_s": m.sweep_seconds})
   c = args.grid // 2
   if args.grid % 2 == 1 and abs(xs[c]) < 1e-12:   # the grid's centre is the trained point
-    lmax = float(surf.values["max_eig"][c, c])
-    lines.append(f"  centre: max_eig {lmax:.6g} vs reference λ_max {ref_top:.6g} (rel diff "
-                 f"{abs(lmax - ref_top) / abs(ref_top):.2g} after {args.curv_steps} steps), "
-                 f"min_eig {float(surf.values['min_eig'][c, c]):.6g}")
-  out = {"points": pts, "points_per_s": surf.points_per_second, "compile_s": surf.compile_seconds,
-         "sweep_s": surf.sweep_seconds, "num_steps": args.curv_steps}
+    lmax = float(ref.values["max_eig"][c, c])
+    lines.append(f"  centre: reference max_eig {lmax:.6g} vs the probe's λ_max {ref_top:.6g} "
+                 f"(rel diff {abs(lmax - ref_top) / abs(ref_top):.2g})")
+  lines.append(f"  one standalone HVP: {hvp_s * 1e3:.2f} ms")
   return out, lines
 
 
@@ -536,7 +568,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   ap.add_argument("--linearize-vectors", type=int, default=4,
                   help="vectors per jax.linearize call (its per-HVP cost is the marginal one)")
   ap.add_argument("--grid", type=int, default=3, help="curvature map on a grid x grid plane")
-  ap.add_argument("--curv-steps", type=int, default=16, help="Lanczos steps per curvature point")
+  ap.add_argument("--curv-steps", type=int, default=16,
+                  help="Lanczos steps per point of the fixed-step (old) curvature map")
+  ap.add_argument("--curv-tol", type=float, default=1e-2,
+                  help="residual tolerance (relative to |λmax|) of the converged map")
+  ap.add_argument("--curv-cap", type=int, default=64, help="step cap of the converged map")
+  ap.add_argument("--curv-ref-steps", type=int, default=150,
+                  help="step cap of the reference map (converged to 1e-5)")
   ap.add_argument("--point-mode", default="auto", choices=("auto", "vmap", "map"),
                   help="how curvature_map evaluates a chunk of points (vmap or lax.map)")
   ap.add_argument("--seed", type=int, default=0)
@@ -550,12 +588,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.repeats = 3 if args.quick else 5
   for flag, low in (("samples", 1), ("batch_size", 1), ("k", 1), ("max_iter", 1),
                     ("ref_steps", 1), ("train_steps", 0), ("threads", 1), ("repeats", 1),
-                    ("linearize_vectors", 2), ("grid", 1), ("curv_steps", 1)):
+                    ("linearize_vectors", 2), ("grid", 1), ("curv_steps", 1), ("curv_cap", 1),
+                    ("curv_ref_steps", 1)):
     value = getattr(args, flag)
     if value is not None and value < low:
       raise ConfigError(f"--{flag.replace('_', '-')} must be >= {low}, got {value}")
   if not (0 < args.tol < 1):
     raise ConfigError(f"--tol must be in (0, 1), got {args.tol}; pass e.g. --tol 1e-3")
+  if not (0 < args.curv_tol < 1):
+    raise ConfigError(f"--curv-tol must be in (0, 1), got {args.curv_tol}; pass e.g. 1e-2")
   if args.ref_steps is not None and args.ref_steps < args.k:
     raise ConfigError(f"--ref-steps ({args.ref_steps}) must be >= --k ({args.k})")
   return args

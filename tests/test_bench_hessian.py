@@ -86,9 +86,21 @@ def test_bench_hessian_smoke():
                   r"\(target <= 3x\): (PASS|FAIL)", out)
   assert hvp is not None and float(hvp.group(1)) > 0 and float(hvp.group(2)) > 0, out
   assert "HVP jax.linearize, first" in out, out
-  curv = re.search(r"(\S+) points/s .* compile (\S+) s", out)
-  assert curv is not None and float(curv.group(1)) > 0 and float(curv.group(2)) > 0, out
-  assert re.search(r"centre: max_eig \S+ vs reference", out), out
+  maps = {}
+  for name in ("fixed steps (before)", "fixed steps, linearized", "converged, random start",
+               "converged, warm start"):
+    line = next((ln for ln in out.splitlines() if ln.startswith(name)), None)
+    assert line is not None, out
+    maps[name] = [c.strip() for c in line[len(name):].strip("| ").split("|")]
+  for cells in maps.values():
+    pts, ratio, hvps, conv, err, comp = cells
+    assert float(pts) > 0 and float(ratio) > 0 and float(comp) > 0
+    assert 1 <= float(hvps) <= 64 and 0 <= float(conv.rstrip("%")) <= 100
+  assert float(maps["fixed steps (before)"][1]) == 1.0
+  # a converged map is within its tolerance of the reference (1e-2 of |λmax|, x2 for both ends)
+  for name in ("converged, random start", "converged, warm start"):
+    assert maps[name][3] == "100%" and float(maps[name][4]) <= 2e-2, maps[name]
+  assert re.search(r"centre: reference max_eig \S+ vs the probe's", out), out
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -96,6 +108,7 @@ def test_bench_hessian_smoke():
     (["--k", "0"], "--k must be >= 1"),
     (["--linearize-vectors", "1"], "--linearize-vectors must be >= 2"),
     (["--k", "6", "--ref-steps", "5"], "--ref-steps (5) must be >= --k (6)"),
+    (["--curv-tol", "0"], "--curv-tol must be in (0, 1)"),
 ])
 def test_bench_hessian_bad_flags(argv, fragment, capsys):
   assert _load_script().main(argv) == 2

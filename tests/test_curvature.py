@@ -74,6 +74,77 @@ def test_curvature_map_against_dense_hessian():
         np.testing.assert_allclose(m.values["min_eig"][j, i], ev[0], rtol=1e-10)
 
 
+def _mlp_problem():
+  """A tanh MLP 3-5-2 (32 parameters) with an MSE loss on 40 samples, float64."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(40, 3)))
+  y = jnp.asarray(rng.normal(size=(40, 2)))
+  params = {"w1": jnp.asarray(rng.normal(size=(3, 5))), "b1": jnp.zeros(5),
+            "w2": jnp.asarray(rng.normal(size=(5, 2)) * 0.5), "b2": jnp.zeros(2)}
+
+  def loss(p, batch):
+    xb, yb = batch
+    h = jnp.tanh(xb @ p["w1"] + p["b1"])
+    return 0.5 * jnp.mean(jnp.sum((h @ p["w2"] + p["b2"] - yb) ** 2, axis=1))
+
+  dirs = [jax.tree.map(lambda a, s=s: jnp.asarray(rng.normal(size=a.shape)) * 0.4, params)
+          for s in range(2)]
+  return loss, params, dirs, (x, y)
+
+
+def _dense_spectrum(loss, params, dirs, data, xv, yv):
+  from jax.flatten_util import ravel_pytree
+  p = surface.shift(params, dirs, jnp.asarray([xv, yv]))
+  flat, unravel = ravel_pytree(p)
+  return np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f), data))(flat)))
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_map_residuals_bound_the_eigenvalue_error(warm_start):
+  """Each map point's stored Ritz residual bounds the distance of its eigenvalue estimates
+  to the spectrum (dense eigh in float64); converged points are within tol·|λmax| of the
+  true extremes, and a too small step cap leaves points flagged unconverged."""
+  from landscape import curvature, grid
+  with jax.enable_x64(True):
+    loss, params, dirs, data = _mlp_problem()
+    xs, ys = np.linspace(-1, 1, 3), np.linspace(-1, 1, 3)
+    key = jax.random.key(0)
+    tol = 1e-6
+    full = curvature.curvature_map(loss, params, dirs, xs, ys, data, key=key, num_steps=32,
+                                   tol=tol, warm_start=warm_start)
+    short = curvature.curvature_map(loss, params, dirs, xs, ys, data, key=key, num_steps=3,
+                                    tol=tol, warm_start=warm_start)
+    ok_full, ok_short = grid.eig_converged(full.values, tol), grid.eig_converged(short.values, tol)
+    assert ok_full.all() and not ok_short.all()
+    assert np.all(full.values["eig_steps"] <= 32) and np.all(short.values["eig_steps"] == 3)
+    slack = 1e-9
+    for j, yv in enumerate(ys):
+      for i, xv in enumerate(xs):
+        lam = _dense_spectrum(loss, params, dirs, data, xv, yv)
+        for m in (full, short):
+          for end in ("max_eig", "min_eig"):
+            theta, r = m.values[end][j, i], m.values[f"{end}_residual"][j, i]
+            assert np.min(np.abs(lam - theta)) <= r + slack   # the residual bound
+        assert abs(full.values["max_eig"][j, i] - lam[-1]) <= tol * abs(lam[-1]) + slack
+        assert abs(full.values["min_eig"][j, i] - lam[0]) <= tol * abs(lam[-1]) + slack
+
+
+def test_map_without_tolerance_runs_every_step_like_before():
+  """tol=None: every point runs num_steps steps from the key's Gaussian start (the old map)."""
+  from landscape import curvature
+  with jax.enable_x64(True):
+    loss, params, dirs, data = _mlp_problem()
+    xs = np.linspace(-1, 1, 3)
+    m = curvature.curvature_map(loss, params, dirs[:1], xs, None, data,
+                                key=jax.random.key(5), num_steps=6, linearize=False)
+    f = hessian.extreme_eigenvalues_fn(loss, data, num_steps=6)
+    for i, xv in enumerate(xs):
+      hi, lo = f(surface.shift(params, dirs[:1], jnp.asarray([xv])), jax.random.key(5))
+      np.testing.assert_allclose([m.values["max_eig"][i], m.values["min_eig"][i]],
+                                 [float(hi), float(lo)], rtol=1e-10)
+    assert np.all(m.values["eig_steps"] == 6)
+
+
 TINY = ["--set", "train.epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=60",
         "--set", "model.kwargs.features=[4]", "--set", "model.kwargs.dense=8"]
 

@@ -860,3 +860,91 @@ def test_landscape_plot_draws_a_registered_kind(loss_hist, tmp_path):
   assert cli.main(["plot", str(path), "--kind", "loss_hist", "--format", "png",
                    "--out", str(tmp_path / "fig")]) == 0
   assert [p.name for p in (tmp_path / "fig").iterdir()] == ["surface_loss_hist.png"]
+
+
+# ------------------------------------------------------- curvature-map convergence
+
+
+UNCONVERGED_AT = ((1, 3), (2, 0), (3, 2))  # computed, finite, residual above the tolerance
+
+
+def _result_with_residuals(tol=0.01):
+  """_result() with Ritz residuals: tiny everywhere but large at UNCONVERGED_AT."""
+  res = _result()
+  lmax = np.abs(res.fields["max_eig"])
+  r = 1e-4 * lmax
+  for at in UNCONVERGED_AT:
+    r[at] = 0.5 * lmax[at]
+  res.fields["max_eig_residual"] = r
+  res.fields["min_eig_residual"] = 1e-4 * lmax
+  res.fields["eig_steps"] = np.full(lmax.shape, 20.0)
+  res.groups["curvature_map"] = {"tol": np.float64(tol), "max_steps": np.int64(64),
+                                 "warm_start": np.int64(1), "num_samples": np.int64(100)}
+  return res
+
+
+def _legend_texts(art):
+  return [t.get_text() for t in art["legend"].get_texts()] if art["legend"] else []
+
+
+@pytest.mark.parametrize("kind", ["ratio", "max_eig", "min_eig"])
+def test_eig_maps_mask_and_hatch_unconverged_points(kind):
+  res = _result_with_residuals()
+  ax = _ax()
+  art = (P.plot_eig_ratio(ax, res) if kind == "ratio" else P.plot_eig_map(ax, res, kind))
+  _draw(ax)
+  unconverged = np.zeros((4, 5), dtype=bool)
+  for at in UNCONVERGED_AT:
+    unconverged[at] = True
+  expected = unconverged.copy()
+  expected[EIG_UNDONE_AT] = True
+  drawn = np.ma.getmaskarray(art["mesh"].get_array()).reshape(4, 5)
+  np.testing.assert_array_equal(drawn, expected)
+  np.testing.assert_array_equal(art["unconverged"], unconverged)
+  assert art["unconverged_overlay"] is not None
+  assert art["unconverged_overlay"].get_hatch() == "//"
+  assert len(art["unconverged_overlay"].get_paths()) == len(UNCONVERGED_AT)
+  texts = _legend_texts(art)
+  assert any(t.startswith("not converged (r > 0.01·|λmax|) (3 of 20)") for t in texts), texts
+  assert any(t.startswith("not computed / non-finite (1 of 20)") for t in texts), texts
+  assert art["colorbar"].ax.get_ylabel().endswith("(converged points only)")
+  if kind != "ratio":  # the colour limits come from the converged points only
+    z = np.where(expected, np.nan, res.fields[kind])
+    finite = z[np.isfinite(z)]
+    norm = art["mesh"].norm
+    if finite.min() < 0 < finite.max():
+      assert norm.vmax == pytest.approx(np.abs(finite).max())
+    else:
+      assert (norm.vmin, norm.vmax) == pytest.approx((finite.min(), finite.max()))
+
+
+@pytest.mark.parametrize("case", ["no_residuals", "tol_nan", "no_group", "all_converged"])
+def test_eig_maps_mask_nothing_more_without_a_usable_tolerance(case):
+  res = _result_with_residuals(tol=np.nan if case == "tol_nan" else 0.01)
+  if case == "no_residuals":
+    for k in ("max_eig_residual", "min_eig_residual", "eig_steps"):
+      del res.fields[k]
+  elif case == "no_group":
+    del res.groups["curvature_map"]
+  elif case == "all_converged":
+    res.fields["max_eig_residual"] = res.fields["min_eig_residual"].copy()
+  for art in (P.plot_eig_ratio(_ax(), res), P.plot_eig_map(_ax(), res, "max_eig")):
+    expected = np.zeros((4, 5), dtype=bool)
+    expected[EIG_UNDONE_AT] = True
+    np.testing.assert_array_equal(
+        np.ma.getmaskarray(art["mesh"].get_array()).reshape(4, 5), expected)
+    assert art["unconverged_overlay"] is None
+    assert not any("not converged" in t for t in _legend_texts(art))
+    assert "converged points only" not in art["colorbar"].ax.get_ylabel()
+
+
+def test_eig_ratio_on_a_line_leaves_out_unconverged_points():
+  res = _result_1d(eig=True)
+  r = np.full(res.fields["max_eig"].shape, 1e-6)
+  r[2] = 10.0
+  res.fields.update(max_eig_residual=r, min_eig_residual=np.full(r.shape, 1e-6))
+  res.groups = {"curvature_map": {"tol": np.float64(1e-3)}}
+  art = P.plot_eig_ratio(_ax(), res)
+  y = art["line"].get_ydata()
+  assert np.isnan(y[2]) and np.isfinite(np.delete(y, 2)).all()
+  assert art["unconverged"].tolist() == [i == 2 for i in range(r.size)]
