@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "losses", "models", "data", "config", "objective", "train", "directions", "surface",
-    "grid", "batching", "linalg", "hessian", "curvature", "critical", "newton", "io",
+    "grid", "batching", "linalg", "hessian", "curvature", "critical", "newton", "paths", "io",
     "plotting", "vtk", "experiment", "direction_kinds", "pipeline", "cli",
 )
 

@@ -1,0 +1,648 @@
+"""Paths between minima and the saddles on them: linear paths, nudged elastic bands.
+
+Model-agnostic, like :mod:`landscape.critical`: every function takes
+``loss_fn(params, batch) -> scalar`` (the mean over the batch), parameter pytrees, and
+the full-dataset semantics of DESIGN §3 (every loss and gradient is the mean over all
+samples of ``data``, batched by ``batch_size``).
+
+  linear(loss_fn, start, end, data)   the loss along ``(1 − t)·start + t·end`` (sweep engine)
+  neb(loss_fn, start, end, data)      a nudged elastic band with a climbing image
+  saddle(loss_fn, path, data)         the band's peak refined to a critical point, with a
+                                      certified Morse index from Lanczos Ritz residuals
+  fire(...)                           the FIRE optimizer (an optax transformation), NEB's default
+
+A :class:`Path` holds the loss at ``m`` points ``ts`` in ``[0, 1]``, its barrier above
+the chord between the endpoints and the index of its highest point.
+
+References:
+  Frankle, Dziugaite, Roy & Carbin, "Linear mode connectivity and the lottery ticket
+  hypothesis", ICML 2020.
+  Henkelman & Jónsson, "Improved tangent estimate in the nudged elastic band method for
+  finding minimum energy paths and saddle points", J. Chem. Phys. 113, 9978 (2000).
+  Henkelman, Uberuaga & Jónsson, "A climbing image nudged elastic band method for finding
+  saddle points and minimum energy paths", J. Chem. Phys. 113, 9901 (2000).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from landscape import _validate, critical, hessian, surface
+from landscape.batching import batched_mean, check_batch_size, num_samples
+from landscape.errors import ConfigError, ProbeError
+from landscape.linalg import num_params
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+__all__ = ["CertifiedSaddle", "FireState", "Path", "SADDLE_KINDS", "fire", "linear", "neb",
+           "saddle"]
+
+SADDLE_KINDS = ("saddle", "minimum", "undetermined")
+
+# ------------------------------------------------------------------------ Path
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Path:
+  """The loss along a path from ``start`` (``t = 0``) to ``end`` (``t = 1``).
+
+  Attributes:
+    method: ``"linear"`` or ``"neb"``.
+    ts: ``(m,)`` positions in ``[0, 1]``: the interpolation weights of a linear path,
+      the normalized cumulative Euclidean arc length of the images of a band.
+    values: ``"loss"`` (and, for a linear path, one entry per metric), each ``(m,)``.
+    barrier: ``max_i [L(t_i) − ((1 − t_i) L(0) + t_i L(1))]`` over the sampled points,
+      the rise above the chord between the endpoint losses (``>= 0``: the endpoints
+      contribute 0). Frankle et al. (2020) measure the rise above the endpoints'
+      *mean*; the two agree when ``L(0) = L(1)``.
+    peak: index of the highest loss (the climbing image of a band).
+    start, end: the endpoint pytrees.
+    images: a band's images, a pytree like ``start`` whose leaves have a leading ``(m,)``
+      axis; ``None`` for a linear path, whose points :attr:`points` rebuilds from ``ts``.
+    history: ``(steps + 1,)`` largest NEB force norm ``max_i ‖F_i‖`` before the first
+      step and after each step (``None`` for a linear path).
+    converged: whether the band's largest force fell below ``tol`` (``None``: linear).
+    steps: optimizer steps taken (``None``: linear).
+  """
+  method: str
+  ts: np.ndarray
+  values: dict[str, np.ndarray]
+  barrier: float
+  peak: int
+  start: PyTree
+  end: PyTree
+  images: PyTree | None = None
+  history: np.ndarray | None = None
+  converged: bool | None = None
+  steps: int | None = None
+
+  def point(self, i: int) -> PyTree:
+    """The pytree at sample ``i`` (a band's image, or ``start + t_i (end − start)``)."""
+    if self.images is not None:
+      return jax.tree.map(lambda a: a[i], self.images)
+    t = self.ts[i]
+    return jax.tree.map(lambda a, b: a + jnp.asarray(t, a.dtype) * (b - a), self.start, self.end)
+
+  @property
+  def points(self) -> PyTree:
+    """All ``m`` points, leaves with a leading ``(m,)`` axis (built on access when linear)."""
+    if self.images is not None:
+      return self.images
+    return jax.tree.map(
+        lambda a, b: a[None] + jnp.asarray(self.ts, a.dtype).reshape((-1,) + (1,) * a.ndim)
+        * (b - a)[None], self.start, self.end)
+
+
+def _barrier(ts: np.ndarray, loss: np.ndarray) -> tuple[float, int]:
+  chord = (1.0 - ts) * loss[0] + ts * loss[-1]
+  return float(np.nanmax(loss - chord)), int(np.nanargmax(loss))
+
+
+# -------------------------------------------------------------------- checks
+
+def _strong(tree: PyTree) -> PyTree:
+  return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(leaf)), tree)
+
+
+def _check_endpoints(start: PyTree, end: PyTree) -> tuple[PyTree, PyTree]:
+  start = _strong(_validate.param_tree(start, "start"))
+  end = _strong(_validate.param_tree(end, "end"))
+  if jax.tree.structure(start) != jax.tree.structure(end):
+    raise ConfigError(f"end has tree structure {jax.tree.structure(end)}, start has "
+                      f"{jax.tree.structure(start)}; pass two points of one model")
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(start), jax.tree.leaves(end)):
+    name = jax.tree_util.keystr(path) or "<root>"
+    if a.shape != b.shape:
+      raise ConfigError(f"end leaf {name} has shape {b.shape}, start has {a.shape}; pass two "
+                        "points of one model")
+    if a.dtype != b.dtype:
+      raise ConfigError(f"end leaf {name} has dtype {b.dtype}, start has {a.dtype}; cast both "
+                        "endpoints to one dtype")
+  return start, end
+
+
+def _check_finite_ends(losses: np.ndarray) -> None:
+  for name, value in zip(("start", "end"), (float(losses[0]), float(losses[-1]))):
+    if not math.isfinite(value):
+      raise ProbeError(f"the loss at {name} is {value} (not finite); pass endpoints where "
+                       "loss_fn is finite (check for diverged weights and nan/inf data)")
+
+
+def _check_data(data: PyTree, batch_size: int | None) -> None:
+  check_batch_size(batch_size)
+  if data is not None:
+    num_samples(data)   # DataError for leaves without a common sample axis
+
+
+# -------------------------------------------------------------------- linear
+
+def linear(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *, num: int = 33,
+           batch_size: int | None = None,
+           metrics: Mapping[str, LossFn] | None = None) -> Path:
+  """Loss (and metrics) on the segment ``θ(t) = (1 − t)·start + t·end``, ``t ∈ [0, 1]``.
+
+  The ``num`` points ``ts = linspace(0, 1, num)`` are one 1-D grid of the sweep engine,
+  ``surface.evaluate(loss_fn, start, (end − start,), ts, None, data)``, so they are
+  evaluated in compiled chunks (vmap/affine/map point modes, sharded over local
+  devices), each on the whole dataset. The barrier is
+  ``B = max_t [L(θ(t)) − ((1 − t) L(start) + t L(end))]`` over the samples.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    start, end: endpoint pytrees of one structure, shapes and floating dtypes.
+    data: pytree of arrays with a leading sample axis, or ``None``.
+    num: number of points including both endpoints (>= 2).
+    batch_size: data samples per batch (``None``: all at once).
+    metrics: extra per-point means, ``name -> fn(params, batch) -> scalar``.
+
+  Returns:
+    A :class:`Path` (``method="linear"``, ``images=None``: :meth:`Path.point` rebuilds a
+    point from ``ts``).
+
+  Raises:
+    ConfigError: endpoints of different structure, shape or dtype; ``num < 2``.
+    ProbeError: a non-finite loss at an endpoint.
+
+  Example:
+    >>> path = linear(loss_fn, params_a, params_b, (x, y), num=33, batch_size=512)
+    >>> path.barrier, path.ts[path.peak]
+
+  References:
+    Goodfellow, Vinyals & Saxe, "Qualitatively characterizing neural network optimization
+    problems", ICLR 2015.
+    Frankle, Dziugaite, Roy & Carbin, "Linear mode connectivity and the lottery ticket
+    hypothesis", ICML 2020.
+    Entezari, Sedghi, Saukh & Neyshabur, "The role of permutation invariance in linear
+    mode connectivity of neural networks", ICLR 2022 (the barrier above the chord).
+  """
+  loss_fn = _validate.loss_callable(loss_fn)
+  start, end = _check_endpoints(start, end)
+  num = _validate.integer("num", num, low=2, fix="pass e.g. num=33")
+  _check_data(data, batch_size)
+  dtype = surface.float_dtype(start)
+  ts = np.linspace(0.0, 1.0, num).astype(dtype)
+  direction = jax.tree.map(lambda a, b: b - a, start, end)
+  surf = surface.evaluate(loss_fn, start, (direction,), ts, None, data, batch_size=batch_size,
+                          metrics=metrics)
+  values = {name: np.asarray(v) for name, v in surf.values.items()}
+  _check_finite_ends(values["loss"])
+  barrier, peak = _barrier(ts.astype(np.float64), values["loss"].astype(np.float64))
+  return Path("linear", ts, values, barrier, peak, start, end)
+
+
+# ---------------------------------------------------------------------- FIRE
+
+class FireState(NamedTuple):
+  """State of :func:`fire`: velocity (like the parameters), time step, mixing, count."""
+  velocity: PyTree
+  dt: jax.Array
+  alpha: jax.Array
+  count: jax.Array
+
+
+def fire(dt: float = 0.1, *, dt_max: float = 1.0, max_step: float = 0.2, n_min: int = 5,
+         f_inc: float = 1.1, f_dec: float = 0.5, alpha_start: float = 0.1,
+         f_alpha: float = 0.99) -> optax.GradientTransformation:
+  """FIRE, the fast inertial relaxation engine, as an optax transformation.
+
+  The updates it receives are gradients ``g``; it moves along the force ``F = −g``
+  with unit-mass dynamics and a velocity mixed toward ``F``:
+
+      P = ⟨F, v⟩;  P >= 0: v ← (1 − α) v + α ‖v‖ F/‖F‖, and after ``n_min`` such steps
+      Δt ← min(f_inc Δt, Δt_max), α ← f_α α;  P < 0: v ← 0, Δt ← f_dec Δt, α ← α_start;
+      v ← v + Δt F;  Δθ = Δt v, its norm clipped to ``max_step``.
+
+  All parameters move as one vector (for a band, every image together). ``dt`` and
+  ``max_step`` are in parameter units: lower them for a stiff loss.
+
+  Returns:
+    An ``optax.GradientTransformation`` (reuse one object to reuse the compiled NEB).
+
+  References:
+    Bitzek, Koskinen, Gähler, Moseler & Gumbsch, "Structural relaxation made simple",
+    Phys. Rev. Lett. 97, 170201 (2006).
+  """
+  def init(params):
+    dtype = jnp.result_type(jax.tree.leaves(params)[0])
+    return FireState(optax.tree.zeros_like(params), jnp.asarray(dt, dtype),
+                     jnp.asarray(alpha_start, dtype), jnp.asarray(0, jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    force = optax.tree.scale(-1.0, updates)
+    power = optax.tree.vdot(force, state.velocity)
+    vnorm, fnorm = optax.tree.norm(state.velocity), optax.tree.norm(force)
+    mix = state.alpha * vnorm / jnp.where(fnorm > 0, fnorm, 1.0)
+    uphill = power < 0
+    grow = ~uphill & (state.count > n_min)
+    velocity = jax.tree.map(lambda v, f: jnp.where(uphill, 0.0, (1 - state.alpha) * v + mix * f),
+                            state.velocity, force)
+    step = jnp.where(uphill, state.dt * f_dec,
+                     jnp.where(grow, jnp.minimum(state.dt * f_inc, dt_max), state.dt))
+    alpha = jnp.where(uphill, alpha_start, jnp.where(grow, state.alpha * f_alpha, state.alpha))
+    count = jnp.where(uphill, 0, state.count + 1)
+    velocity = jax.tree.map(lambda v, f: v + step * f, velocity, force)
+    move = optax.tree.scale(step, velocity)
+    norm = optax.tree.norm(move)
+    move = optax.tree.scale(jnp.where(norm > max_step, max_step / norm, 1.0), move)
+    return move, FireState(velocity, step.astype(state.dt.dtype),
+                           alpha.astype(state.alpha.dtype), count)
+
+  return optax.GradientTransformation(init, update)
+
+
+@functools.cache
+def _default_optimizer() -> optax.GradientTransformation:
+  return fire()
+
+
+# ----------------------------------------------------------------------- NEB
+
+def _dots(a: PyTree, b: PyTree) -> jax.Array:
+  """Per-image inner products ``⟨a_i, b_i⟩`` of pytrees with a leading image axis."""
+  return sum(jnp.sum((x * y).reshape(x.shape[0], -1), axis=1)
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def _times(c: jax.Array, a: PyTree) -> PyTree:
+  """``c_i · a_i`` per image."""
+  return jax.tree.map(lambda x: c.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype) * x, a)
+
+
+def _images_loss_and_grad(loss_fn, data, batch_size):
+  """``images -> (L_i, ∇L_i)`` for every image in one vmapped dataset mean."""
+  def one(p):
+    return batched_mean(lambda b: jax.value_and_grad(loss_fn)(p, b), data, batch_size)
+  return jax.vmap(one)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size"))
+def _end_losses(start, end, data, *, loss_fn, batch_size):
+  both = jax.tree.map(lambda a, b: jnp.stack([a, b]), start, end)
+  return _images_loss_and_grad(loss_fn, data, batch_size)(both)[0]
+
+
+def _band_forces(interior, start, end, end_losses, data, spring, *, loss_fn, batch_size,
+                 climbing):
+  """NEB forces on the interior images, their losses and the largest force norm.
+
+  Improved tangent (Henkelman & Jónsson 2000), spring force along it, climbing image
+  (Henkelman, Uberuaga & Jónsson 2000) at the highest interior image.
+  """
+  losses, grads = _images_loss_and_grad(loss_fn, data, batch_size)(interior)
+  band = jax.tree.map(lambda a, x, b: jnp.concatenate([a[None], x, b[None]]), start, interior,
+                      end)
+  v = jnp.concatenate([end_losses[:1], losses, end_losses[1:]])
+  fwd = jax.tree.map(lambda x: x[2:] - x[1:-1], band)
+  bwd = jax.tree.map(lambda x: x[1:-1] - x[:-2], band)
+  v_prev, v_here, v_next = v[:-2], v[1:-1], v[2:]
+  up = (v_next > v_here) & (v_here > v_prev)
+  down = (v_next < v_here) & (v_here < v_prev)
+  d_big = jnp.maximum(jnp.abs(v_next - v_here), jnp.abs(v_prev - v_here))
+  d_small = jnp.minimum(jnp.abs(v_next - v_here), jnp.abs(v_prev - v_here))
+  rising = v_next > v_prev
+  w_fwd = jnp.where(up, 1.0, jnp.where(down, 0.0, jnp.where(rising, d_big, d_small)))
+  w_bwd = jnp.where(up, 0.0, jnp.where(down, 1.0, jnp.where(rising, d_small, d_big)))
+  level = (w_fwd + w_bwd) == 0          # a level stretch: the bisector R_{i+1} − R_{i−1}
+  w_fwd, w_bwd = jnp.where(level, 1.0, w_fwd), jnp.where(level, 1.0, w_bwd)
+  tau = optax.tree.add(_times(w_fwd, fwd), _times(w_bwd, bwd))
+  tau_norm = jnp.sqrt(_dots(tau, tau))
+  tau = _times(1.0 / jnp.where(tau_norm > 0, tau_norm, 1.0), tau)
+  g_par = _dots(grads, tau)
+  perp = optax.tree.sub(_times(g_par, tau), grads)                        # −∇L⊥
+  stretch = jnp.sqrt(_dots(fwd, fwd)) - jnp.sqrt(_dots(bwd, bwd))
+  normal = optax.tree.add(perp, _times(spring * stretch, tau))
+  climber = (jnp.arange(losses.shape[0]) == jnp.argmax(losses)) & climbing
+  climb = optax.tree.sub(_times(2.0 * g_par, tau), grads)                 # −∇L + 2∇L∥
+  force = jax.tree.map(
+      lambda c, n: jnp.where(climber.reshape((-1,) + (1,) * (n.ndim - 1)), c, n), climb, normal)
+  # ‖F‖ of every image: ‖F‖² = ‖∇L⊥‖² + ‖spring‖² (orthogonal parts), and on the
+  # climbing image ‖−g + 2(g·τ̂)τ̂‖ = ‖g‖
+  size = jnp.sqrt(_dots(force, force))
+  return force, losses, jnp.max(size)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "optimizer", "steps",
+                                             "climbing"))
+def _neb_run(interior, start, end, end_losses, data, spring, tol, *, loss_fn, batch_size,
+             optimizer, steps, climbing):
+  forces = functools.partial(_band_forces, start=start, end=end, end_losses=end_losses,
+                             data=data, spring=spring, loss_fn=loss_fn, batch_size=batch_size,
+                             climbing=climbing)
+  force, losses, fmax = forces(interior)
+  history = jnp.full((steps + 1,), jnp.nan, fmax.dtype).at[0].set(fmax)
+
+  def cond(carry):
+    i, _, _, _, _, fmax, _ = carry
+    return (i < steps) & (fmax >= tol)       # a nan force stops the loop too
+
+  def body(carry):
+    i, x, state, force, _, _, history = carry
+    updates, state = optimizer.update(optax.tree.scale(-1.0, force), state, x)
+    x = optax.apply_updates(x, updates)
+    force, losses, fmax = forces(x)
+    return i + 1, x, state, force, losses, fmax, history.at[i + 1].set(fmax)
+
+  carry = (jnp.asarray(0), interior, optimizer.init(interior), force, losses, fmax, history)
+  i, x, _, _, losses, fmax, history = jax.lax.while_loop(cond, body, carry)
+  return i, x, losses, fmax, history
+
+
+def _check_init(init: PyTree, start: PyTree, num_images: int) -> PyTree:
+  init = _strong(init)
+  if jax.tree.structure(init) != jax.tree.structure(start):
+    raise ConfigError(f"init has tree structure {jax.tree.structure(init)}, start has "
+                      f"{jax.tree.structure(start)}; pass the images stacked leaf by leaf")
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(start), jax.tree.leaves(init)):
+    want = (num_images, *a.shape)
+    if b.shape != want or b.dtype != a.dtype:
+      raise ConfigError(f"init leaf {jax.tree_util.keystr(path) or '<root>'} has shape "
+                        f"{b.shape} dtype {b.dtype}; pass shape {want} dtype {a.dtype} "
+                        f"(num_images={num_images} stacked images)")
+  return init
+
+
+def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
+        num_images: int = 17, climbing: bool = True, spring: float = 1.0, steps: int = 500,
+        optimizer: optax.GradientTransformation | None = None, tol: float = 1e-5,
+        batch_size: int | None = None, init: PyTree | None = None) -> Path:
+  """A minimum-loss path between two points by the nudged elastic band (NEB).
+
+  A band of images ``R_0 = start, R_1, …, R_{M−1} = end`` (``M = num_images``, the
+  endpoints fixed) relaxes under the force, on each interior image ``i``,
+
+      F_i = −∇L(R_i)⊥ + k (‖R_{i+1} − R_i‖ − ‖R_i − R_{i−1}‖) τ̂_i,
+      ∇L⊥ = ∇L − (∇L·τ̂) τ̂,
+
+  with the improved tangent τ_i = R_{i+1} − R_i if ``L_{i+1} > L_i > L_{i−1}``,
+  ``R_i − R_{i−1}`` if ``L_{i+1} < L_i < L_{i−1}``, and at an extremum the mix
+  ``ΔL_max (R_{i+1} − R_i) + ΔL_min (R_i − R_{i−1})`` (weights swapped when
+  ``L_{i+1} < L_{i−1}``), with ``ΔL_max/min`` the larger/smaller of
+  ``|L_{i±1} − L_i|`` (a level stretch uses ``R_{i+1} − R_{i−1}``). With ``climbing`` the
+  highest interior image feels no spring and the parallel force inverted,
+  ``F = −∇L + 2 (∇L·τ̂) τ̂``: it climbs along the band to the saddle point.
+
+  Every step — all interior images' losses and gradients (dataset means by
+  :func:`landscape.batching.batched_mean`, one ``vmap`` over the images), tangents,
+  springs and the climbing force — is one compiled function, iterated inside one
+  ``lax.while_loop`` until the largest force ``max_i ‖F_i‖`` is below ``tol`` or after
+  ``steps`` steps. ``‖F_i‖ >= ‖∇L⊥_i‖`` (the spring part is orthogonal to ``∇L⊥``),
+  so a converged band has every perpendicular gradient and every spring imbalance
+  below ``tol``, and its climbing image ``‖∇L‖ < tol`` (``‖F‖ = ‖∇L‖`` there).
+
+  The optimizer receives ``−F`` as the gradient of all interior images together.
+  The default, :func:`fire` (FIRE, ``dt=0.1``, ``max_step=0.2`` in parameter units), is
+  the usual NEB relaxer: robust on stiff bands where a fixed-rate optimizer oscillates.
+  Any optax transformation works (e.g. ``optax.sgd(1e-2)``); reuse one object to
+  reuse the compiled loop.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    start, end: the fixed endpoints (one structure, shapes and dtypes), usually minima.
+    data: pytree of arrays with a leading sample axis, or ``None``.
+    num_images: images including both endpoints (>= 3).
+    climbing: make the highest interior image climb to the saddle.
+    spring: spring constant ``k`` (> 0).
+    steps: largest number of optimizer steps (>= 0).
+    optimizer: an optax transformation, or ``None`` for :func:`fire`.
+    tol: force tolerance (> 0).
+    batch_size: data samples per batch (``None``: all at once).
+    init: the starting band, a pytree like ``start`` whose leaves have a leading
+      ``(num_images,)`` axis; its first and last images are replaced by ``start`` and
+      ``end``. ``None``: equally spaced on the segment.
+
+  Returns:
+    A :class:`Path` (``method="neb"``) with the final ``images``, ``ts`` the normalized
+    arc length, ``values["loss"]``, ``barrier``, ``peak`` (the climbing image when
+    ``climbing``), ``history``, ``converged`` and ``steps``.
+
+  Raises:
+    ConfigError: a bad argument (endpoints that differ in structure, shape or dtype,
+      ``num_images < 3``, a non-optax ``optimizer``, an ``init`` of the wrong shape).
+    ProbeError: a non-finite loss at an endpoint, or on the band after relaxing
+      (the optimizer diverged: lower its step).
+
+  Example:
+    >>> path = neb(loss_fn, params_a, params_b, (x, y), num_images=17, steps=1000)
+    >>> path.converged, path.barrier, saddle(loss_fn, path, (x, y)).kind
+
+  References:
+    Jónsson, Mills & Jacobsen, "Nudged elastic band method for finding minimum energy
+    paths of transitions", in Classical and Quantum Dynamics in Condensed Phase
+    Simulations, World Scientific, 1998.
+    Henkelman & Jónsson, "Improved tangent estimate in the nudged elastic band method
+    for finding minimum energy paths and saddle points", J. Chem. Phys. 113, 9978 (2000).
+    Henkelman, Uberuaga & Jónsson, "A climbing image nudged elastic band method for
+    finding saddle points and minimum energy paths", J. Chem. Phys. 113, 9901 (2000).
+    Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially no barriers in neural network
+    energy landscape", ICML 2018.
+  """
+  loss_fn = _validate.loss_callable(loss_fn)
+  start, end = _check_endpoints(start, end)
+  num_images = _validate.integer("num_images", num_images, low=3, fix="pass e.g. num_images=17")
+  steps = _validate.integer("steps", steps, low=0, fix="pass e.g. steps=500")
+  spring = _validate.positive("spring", spring, fix="pass e.g. spring=1.0")
+  tol = _validate.positive("tol", tol, fix="pass e.g. tol=1e-5")
+  if not isinstance(climbing, (bool, np.bool_)):
+    raise ConfigError(f"climbing must be True or False, got {climbing!r}; pass climbing=True")
+  if optimizer is None:
+    optimizer = _default_optimizer()
+  elif not (callable(getattr(optimizer, "init", None))
+            and callable(getattr(optimizer, "update", None))):
+    raise ConfigError(f"optimizer must be an optax GradientTransformation, got "
+                      f"{type(optimizer).__name__}; pass e.g. optimizer=paths.fire() or "
+                      "optax.sgd(1e-2)")
+  _check_data(data, batch_size)
+  if init is None:
+    ts = jnp.linspace(0.0, 1.0, num_images)
+    init = jax.tree.map(
+        lambda a, b: a[None] + ts.astype(a.dtype).reshape((-1,) + (1,) * a.ndim) * (b - a)[None],
+        start, end)
+  else:
+    init = _check_init(init, start, num_images)
+  interior = jax.tree.map(lambda x: x[1:-1], init)
+  end_losses = _end_losses(start, end, data, loss_fn=loss_fn, batch_size=batch_size)
+  _check_finite_ends(np.asarray(end_losses))
+  dtype = end_losses.dtype
+  taken, interior, losses, fmax, history = jax.block_until_ready(_neb_run(
+      interior, start, end, end_losses, data, jnp.asarray(spring, dtype),
+      jnp.asarray(tol, dtype), loss_fn=loss_fn, batch_size=batch_size, optimizer=optimizer,
+      steps=steps, climbing=bool(climbing)))
+  losses = np.concatenate([np.asarray(end_losses[:1]), np.asarray(losses),
+                           np.asarray(end_losses[1:])])
+  if not np.all(np.isfinite(losses)):
+    raise ProbeError(f"the band's loss is not finite after {int(taken)} steps (image "
+                     f"{int(np.argmin(np.isfinite(losses)))}); the optimizer diverged: lower its "
+                     "step (e.g. optimizer=paths.fire(dt=0.01, max_step=0.05)) or raise spring")
+  images = jax.tree.map(lambda a, x, b: jnp.concatenate([a[None], x, b[None]]), start, interior,
+                        end)
+  seg = np.sqrt(np.asarray(_dots(jax.tree.map(lambda x: x[1:] - x[:-1], images),
+                                 jax.tree.map(lambda x: x[1:] - x[:-1], images)), np.float64))
+  arc = np.concatenate([[0.0], np.cumsum(seg)])
+  ts = arc / arc[-1] if arc[-1] > 0 else np.linspace(0.0, 1.0, num_images)
+  barrier, peak = _barrier(ts, losses.astype(np.float64))
+  taken = int(taken)
+  return Path("neb", ts, {"loss": losses}, barrier, peak, start, end, images,
+              np.asarray(history)[:taken + 1], bool(float(fmax) < tol), taken)
+
+
+# -------------------------------------------------------------------- saddle
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CertifiedSaddle:
+  """A critical point found from a path's peak, with bounds on its Morse index.
+
+  Attributes:
+    params: the critical point θ* (a pytree).
+    loss: ``L(θ*)``.
+    grad_norm: ``‖∇L(θ*)‖``.
+    converged: ``grad_norm <= tol`` of the search.
+    eigenvalues: ``(k,)`` the smallest Ritz values θ_1 ≤ … ≤ θ_k of the Hessian.
+    residuals: ``(k,)`` their residuals ``r_i = ‖H y_i − θ_i y_i‖``.
+    largest: the largest Ritz value (the spectral scale of the default ``eps``).
+    eps: the cut: eigenvalues in ``[−eps, eps]`` count as flat, not negative.
+    index_lower: ``#{i: θ_i + r_i < −eps}``, a proven lower bound on the number of
+      Hessian eigenvalues below ``−eps``.
+    index_upper: ``#{i: θ_i − r_i < −eps}``: a proven upper bound when ``exhaustive``,
+      else the count assuming Lanczos missed no eigenvalue below ``−eps``; ``None``
+      when all ``k`` Ritz values may be below ``−eps`` and ``k < num_params`` (raise ``k``).
+    near_zero: ``#{i: |θ_i| <= eps + r_i}``, eigenvalues that may be flat.
+    exhaustive: the Krylov space was the whole parameter space (``num_hvps ==
+      num_params``), so the Ritz values are the Hessian's eigenvalues.
+    kind: ``"saddle"`` (converged, ``index_lower >= 1``), ``"minimum"`` (converged,
+      ``index_upper == 0``) or ``"undetermined"``.
+    steps: accepted Newton-MR steps of the search.
+    num_hvps: Hessian-vector products of the Lanczos run.
+    start: the index of the path point the search started from.
+  """
+  params: PyTree
+  loss: float
+  grad_norm: float
+  converged: bool
+  eigenvalues: np.ndarray
+  residuals: np.ndarray
+  largest: float
+  eps: float
+  index_lower: int
+  index_upper: int | None
+  near_zero: int
+  exhaustive: bool
+  kind: str
+  steps: int
+  num_hvps: int
+  start: int
+
+
+def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | None = None,
+           k: int = 6, key: jax.Array | None = None, num_steps: int | None = None,
+           exhaustive_threshold: int = 256, **find_kwargs: Any) -> CertifiedSaddle:
+  """Refine a path's highest point to a critical point and certify its Morse index.
+
+  :func:`landscape.critical.find` (Newton-MR, which converges to saddles as readily as
+  to minima) starts at ``path.point(path.peak)``; then one Lanczos run
+  (:func:`landscape.hessian.eigenvalues`, ``which="both"``) gives the ``k`` smallest
+  Ritz values θ_1 ≤ … ≤ θ_k of the Hessian ``H`` at the end point, their residuals
+  ``r_i`` and the largest Ritz value θ_max.
+
+  What is proven, for symmetric ``H`` with eigenvalues λ_1 ≤ … ≤ λ_n:
+
+  - *Lower bound.* Ritz values are the eigenvalues of ``QᵀHQ`` for an orthonormal
+    ``Q`` (the Krylov basis), so Cauchy interlacing gives ``λ_i ≤ θ_i`` for every ``i``.
+    If ``θ_j < −eps`` then ``λ_1 ≤ … ≤ λ_j < −eps``: the number of Ritz values below
+    ``−eps`` is a lower bound on the index. ``index_lower`` counts ``θ_i + r_i < −eps``,
+    a count no larger, which keeps a margin for rounding (``Q`` is orthonormal only to
+    working precision).
+  - *Upper bound.* Interlacing bounds eigenvalues from above only; a Krylov space can
+    miss an eigenvector (a start with no component along it; a repeated eigenvalue,
+    of which single-vector Lanczos sees one copy). When the Krylov space is the whole
+    space (``exhaustive``: ``num_hvps == num_params``, the default for up to
+    ``exhaustive_threshold`` parameters), the Ritz values *are* the eigenvalues (to
+    rounding, ``O(ε‖H‖)`` by Weyl) and the residual intervals ``[θ_i ± r_i]`` contain
+    them, so ``index_upper = #{θ_i − r_i < −eps}`` bounds the index from above (it is
+    exact when all ``k`` are counted and ``k = n``). Otherwise ``index_upper`` is the
+    same count, valid only if Lanczos missed nothing (probability one for simple
+    eigenvalues and a Gaussian start in exact arithmetic, not a proof), and ``None``
+    when all ``k`` smallest may be negative (the index may exceed ``k``).
+
+  ``near_zero`` counts ``|θ_i| <= eps + r_i``: possible flat directions (symmetries),
+  which make a "minimum" degenerate. The default cut is
+  ``eps = √ε_dtype · max(|θ_max|, |θ_1|)``.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    path: a :class:`Path` (usually from :func:`neb`, whose peak is the climbing image).
+    data: pytree of arrays with a leading sample axis, or ``None``.
+    eps: the flat-eigenvalue cut (>= 0), or ``None`` for the default above.
+    k: the number of smallest eigenvalues (clipped to the parameter count).
+    key: PRNG key of the Lanczos start vector (``None``: ``jax.random.key(0)``).
+    num_steps: Lanczos steps; ``None``: the parameter count when it is at most
+      ``exhaustive_threshold`` (an exhaustive run), else the default of
+      :func:`landscape.hessian.eigenvalues` with its early stop.
+    exhaustive_threshold: the largest parameter count run exhaustively by default.
+    **find_kwargs: passed to :func:`landscape.critical.find` (``tol``, ``max_steps``,
+      ``batch_size``, Newton-MR options, ...); ``batch_size`` also batches the HVPs.
+
+  Returns:
+    A :class:`CertifiedSaddle`.
+
+  Example:
+    >>> band = neb(loss_fn, params_a, params_b, (x, y), steps=1000)
+    >>> s = saddle(loss_fn, band, (x, y), tol=1e-8)
+    >>> s.kind, s.index_lower, s.index_upper, s.loss - band.values["loss"][0]
+
+  References:
+    Parlett, "The Symmetric Eigenvalue Problem", SIAM, 1998, ch. 10–11 (interlacing,
+    residual bounds).
+    Roosta, Liu, Xu & Mahoney, "Newton-MR: Inexact Newton method with minimum residual
+    sub-problem solver", EURO J. Comput. Optim. 2022.
+    Henkelman, Uberuaga & Jónsson, "A climbing image nudged elastic band method for
+    finding saddle points and minimum energy paths", J. Chem. Phys. 113, 9901 (2000).
+  """
+  if not isinstance(path, Path):
+    raise ConfigError(f"path must be a landscape.paths.Path, got {type(path).__name__}; pass "
+                      "the result of paths.neb or paths.linear")
+  eps = _validate.positive("eps", eps, zero=True, optional=True,
+                           fix="pass e.g. eps=1e-8 or None for the relative default")
+  k = _validate.integer("k", k, low=1, fix="pass e.g. k=6")
+  exhaustive_threshold = _validate.integer("exhaustive_threshold", exhaustive_threshold, low=0,
+                                           fix="pass e.g. exhaustive_threshold=256")
+  key = jax.random.key(0) if key is None else _validate.prng_key(key)
+  if "method" in find_kwargs:
+    raise ConfigError("saddle searches with method='newton_mr'; drop the method argument")
+  find_kwargs.setdefault("key", key)
+  point = critical.find(loss_fn, path.point(path.peak), data, method="newton_mr", **find_kwargs)
+  dim = num_params(point.params)
+  k = min(k, dim)
+  if num_steps is None:
+    num_steps = dim if dim <= exhaustive_threshold else None
+  run_all = num_steps is not None and num_steps >= dim
+  top, bottom = hessian.eigenvalues(loss_fn, point.params, data, k=k, which="both", key=key,
+                                    num_steps=num_steps, tol=0.0 if run_all else 1e-6,
+                                    batch_size=find_kwargs.get("batch_size"))
+  theta, res = np.asarray(bottom.values, np.float64), np.asarray(bottom.residuals, np.float64)
+  largest = float(np.asarray(top.values)[0])
+  if eps is None:
+    dtype = jnp.result_type(jax.tree.leaves(point.params)[0])
+    eps = math.sqrt(float(jnp.finfo(dtype).eps)) * max(abs(largest), abs(float(theta[0])))
+  exhaustive = bottom.num_hvps >= dim
+  lower = int(np.sum(theta + res < -eps))
+  upper = int(np.sum(theta - res < -eps))
+  if upper == k and k < dim:
+    upper = None
+  near_zero = int(np.sum(np.abs(theta) <= eps + res))
+  tol = find_kwargs.get("tol", 1e-6)
+  converged = point.grad_norm <= tol
+  kind = ("saddle" if converged and lower >= 1 else
+          "minimum" if converged and upper == 0 else "undetermined")
+  return CertifiedSaddle(point.params, point.loss, point.grad_norm, converged, theta, res,
+                         largest, float(eps), lower, upper, near_zero, exhaustive, kind,
+                         point.steps, int(bottom.num_hvps), path.peak)
