@@ -58,13 +58,14 @@ def value_at_origin(result: io.Result, field: str = "train_loss") -> float:
 
 @pytest.mark.script
 def test_fig_skip_vs_noskip(tmp_path):
+  from landscape import grid
   stdout = run_script("fig_skip_vs_noskip", tmp_path)
   assert_figures(tmp_path, "contours", "eig_ratio")
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["skip"]["title"] == "ResNet-8"
   assert summary["noskip"]["title"] == "ResNet-8-noshort"
   for variant in ("skip", "noskip"):
-    res = io.load(tmp_path / variant / "landscape.h5")
+    res = io.load(tmp_path / variant / "landscape_seed0.h5")
     assert res.fields["train_loss"].shape == (5, 5) and res.done["done"].all()
     np.testing.assert_allclose(value_at_origin(res), history_train_loss(tmp_path / variant),
                                rtol=RTOL32)
@@ -76,7 +77,21 @@ def test_fig_skip_vs_noskip(tmp_path):
     assert hess["eigenvalues_largest"][0] >= hess["eigenvalues_smallest"][0]
     assert summary[variant]["lambda_max"] == pytest.approx(float(hess["eigenvalues_largest"][0]))
     assert {"contour", "eig_ratio"} <= set(plotting.kinds_supported(res))  # `landscape plot`
-  assert "summary ->" in stdout
+    # the non-convexity metrics per direction seed (--tiny: one) and across them
+    s = summary[variant]
+    assert s["seeds"] == s["map_seeds"] == [0] and len(s["per_seed"]) == 1
+    want = grid.nonconvexity(res).as_dict()
+    for key in ("ratio_fraction", "indefinite_fraction", "minima", "saddles", "num_converged",
+                "num_map_points"):
+      assert s["per_seed"][0][key] == want[key]
+      stats = s["metrics"][key]
+      assert set(stats) == {"mean", "std", "min", "max"}
+      if want[key] is not None:
+        assert stats["mean"] == pytest.approx(want[key]) and stats["std"] == 0
+    assert s["metrics"]["num_map_points"]["mean"] == 9   # the central 3x3 of the 5x5 grid
+    assert s["metrics"]["loss_at_centre"]["mean"] == pytest.approx(value_at_origin(res))
+  table = stdout.split("summary ->")[-1]   # the table printed after the summary
+  assert "indefinite_fraction" in table and "ResNet-8-noshort" in table
 
 
 @pytest.mark.script
