@@ -156,6 +156,18 @@ def _check_axis(name: str, values: Any) -> np.ndarray:
   return axis
 
 
+def _fd_derivatives(xs: np.ndarray, ys: np.ndarray, z: np.ndarray):
+  """``(zx, zy, zxx, zxy, zyy)`` of ``z[j, i] = f(xs[i], ys[j])``: ``np.gradient`` with the
+  coordinates, second order everywhere, applied twice; the mixed term symmetrized."""
+  with np.errstate(invalid="ignore"):
+    zy, zx = np.gradient(z, ys, xs, edge_order=2)
+    zxx = np.gradient(zx, xs, axis=1, edge_order=2)
+    zyy = np.gradient(zy, ys, axis=0, edge_order=2)
+    zxy = 0.5 * (np.gradient(zx, ys, axis=0, edge_order=2)
+                 + np.gradient(zy, xs, axis=1, edge_order=2))
+  return zx, zy, zxx, zxy, zyy
+
+
 def _crosses_zero(corners: np.ndarray) -> np.ndarray:
   """Cells where a derivative takes both signs (or hits 0) over its 4 corners."""
   lo, hi = corners.min(axis=0), corners.max(axis=0)
@@ -207,12 +219,7 @@ def grid_critical_points(xs: Float[np.ndarray, "nx"], ys: Float[np.ndarray, "ny"
     xs, z = xs[::-1], z[:, ::-1]
   if ys[1] < ys[0]:
     ys, z = ys[::-1], z[::-1, :]
-  with np.errstate(invalid="ignore"):
-    zy, zx = np.gradient(z, ys, xs, edge_order=2)
-    zxx = np.gradient(zx, xs, axis=1, edge_order=2)
-    zyy = np.gradient(zy, ys, axis=0, edge_order=2)
-    zxy = 0.5 * (np.gradient(zx, ys, axis=0, edge_order=2)
-                 + np.gradient(zy, xs, axis=1, edge_order=2))
+  zx, zy, zxx, zxy, zyy = _fd_derivatives(xs, ys, z)
   fields = np.stack([z, zx, zy, zxx, zxy, zyy])                 # (6, ny, nx)
   corner = lambda a: np.stack([a[..., :-1, :-1], a[..., :-1, 1:],  # noqa: E731
                                a[..., 1:, :-1], a[..., 1:, 1:]])  # (4, ..., ny-1, nx-1)
@@ -380,17 +387,6 @@ def _computed(result: Any, name: str, values: np.ndarray) -> np.ndarray:
   return ok
 
 
-def _fd_hessian(xs: np.ndarray, ys: np.ndarray, z: np.ndarray):
-  """``(zxx, zxy, zyy)`` by ``np.gradient`` twice, as :func:`grid_critical_points`."""
-  with np.errstate(invalid="ignore"):
-    zy, zx = np.gradient(z, ys, xs, edge_order=2)
-    zxx = np.gradient(zx, xs, axis=1, edge_order=2)
-    zyy = np.gradient(zy, ys, axis=0, edge_order=2)
-    zxy = 0.5 * (np.gradient(zx, ys, axis=0, edge_order=2)
-                 + np.gradient(zy, xs, axis=1, edge_order=2))
-  return zxx, zxy, zyy
-
-
 def nonconvexity(result: Any, *, field: str | None = None, threshold: float = 0.1,
                  radius: float = 0.5, tol: float | None = None) -> NonConvexity:
   """Non-convexity metrics of a 2-D loss surface and its curvature map, near the centre.
@@ -487,7 +483,7 @@ def nonconvexity(result: Any, *, field: str | None = None, threshold: float = 0.
 
   z = grid.check(field, np.asarray(fields[field], dtype=np.float64))
   z = np.where(_computed(result, field, z), z, np.nan)
-  zxx, zxy, zyy = _fd_hessian(xs, ys, z)
+  _, _, zxx, zxy, zyy = _fd_derivatives(xs, ys, z)
   defined = central & np.isfinite(z) & np.isfinite(zxx) & np.isfinite(zxy) & np.isfinite(zyy)
   with np.errstate(invalid="ignore"):
     indefinite = defined & (zxx * zyy - zxy ** 2 < 0)

@@ -10,9 +10,7 @@ is trained once per module and shared.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import os
 import re
 import shutil
@@ -29,7 +27,12 @@ import pytest
 from landscape import config as _config
 from landscape import io as _io
 from landscape import pipeline, train
-from landscape.cli import build_parser, main
+from landscape.cli import build_parser
+
+from cli_helpers import assert_user_error as _assert_user_error
+from cli_helpers import cli as _cli
+from cli_helpers import ok as _ok
+from cli_helpers import subprocess_env as _subprocess_env
 
 TINY = ["--set", "train.epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=100",
         "--set", "model.kwargs.features=[4]", "--set", "model.kwargs.dense=8"]
@@ -42,41 +45,6 @@ F32_RTOL = 64 * float(np.finfo(np.float32).eps)
 SWEEP_LINE = re.compile(r"sweeping (\d+) of (\d+) points")
 SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "plot", "export-vtk",
                "info"]
-
-
-def _cli(*argv: str | os.PathLike) -> tuple[int, str, str]:
-  """``landscape ARGV`` in-process: (exit status, stdout, stderr)."""
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    try:
-      rc = main([os.fspath(a) for a in argv])
-    except SystemExit as e:  # argparse: --help, usage errors
-      rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-  return rc, out.getvalue(), err.getvalue()
-
-
-def _ok(*argv) -> str:
-  rc, out, err = _cli(*argv)
-  assert rc == 0, f"landscape {' '.join(map(str, argv))} -> {rc}\n{out}\n{err}"
-  return out
-
-
-def _assert_user_error(rc: int, err: str, *mentions: str) -> None:
-  """Exit 2 and exactly one stderr line 'landscape: error: ...' naming the bad value."""
-  assert rc == 2, err
-  lines = err.strip().splitlines()
-  assert len(lines) == 1, err
-  assert lines[0].startswith("landscape: error: "), err
-  assert "Traceback" not in err
-  for m in mentions:
-    assert m in lines[0], (m, lines[0])
-
-
-def _subprocess_env() -> dict[str, str]:
-  env = dict(os.environ)
-  env.setdefault("JAX_PLATFORMS", "cpu")
-  env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
-  return env
 
 
 def _read_history(run: Path) -> tuple[list[str], list[dict[str, float]]]:

@@ -195,6 +195,38 @@ def test_critical_command(tiny_run):
   np.testing.assert_array_equal(c["grid_loss"], gcp.loss)
 
 
+def test_map_with_other_settings_is_refused_and_the_file_kept(tiny_run, tmp_path, capsys):
+  """A stored map is resumed only with its own settings: another tolerance, cap or sample
+  count is one line (exit 2) and leaves the file byte-identical; its own settings are
+  accepted, and `landscape info` counts the converged points."""
+  path = tmp_path / "map.h5"
+  path.write_bytes((tiny_run / "landscape.h5").read_bytes())
+  sets = ["--no-trace", "--no-density", "--k", "1", "--set", "hessian.num_steps=6",
+          "--set", "hessian.n_samples=50", "--set", "hessian.map_steps=5"]
+  assert cli.main(["hessian", str(path), "--map", *sets]) == 0
+  r = io.load(path)
+  assert r.done["eig_done"].all() and float(r.groups["curvature_map"]["max_steps"]) == 5
+  assert np.all(r.fields["eig_steps"] <= 5)
+  before = path.read_bytes()
+  capsys.readouterr()
+  for other in (["--set", "hessian.map_tol=0.05"], ["--set", "hessian.map_steps=9"],
+                ["--set", "hessian.n_samples=40"], ["--set", "hessian.map_tol=2"]):
+    assert cli.main(["hessian", str(path), "--map", *sets, *other]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("landscape: error: "), err
+    assert path.read_bytes() == before, other
+  assert cli.main(["hessian", str(path), "--map", *sets]) == 0
+  assert cli.main(["info", str(path)]) == 0
+  out = capsys.readouterr().out
+  ok = int(np.sum(grid_eig_converged(io.load(path))))
+  assert re.search(rf"curvature map\s+{ok}/20 points converged \(tol 0.01, max 5 steps", out), out
+
+
+def grid_eig_converged(result):
+  from landscape import grid
+  return grid.eig_converged(result.fields, float(result.groups["curvature_map"]["tol"]))
+
+
 def test_curvature_map_resumes_after_kill(tiny_run, tmp_path):
   """A killed `landscape hessian --map` resumes to exactly the uninterrupted map."""
   src = tiny_run / "landscape.h5"

@@ -31,7 +31,6 @@ import contextlib
 import csv
 import errno
 import hashlib
-import io
 import os
 import pathlib
 import re
@@ -40,14 +39,17 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from landscape.cli import main
+
+from cli_helpers import assert_user_error as _assert_user_error
+from cli_helpers import cli as _cli
+from cli_helpers import ok as _ok
+from cli_helpers import subprocess_env as _subprocess_env
 
 TINY = ["--set", "train.epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=100",
         "--set", "model.kwargs.features=[4]", "--set", "model.kwargs.dense=8"]
@@ -61,50 +63,6 @@ AS_LIMIT = 8 << 30   # address-space ceiling of the resource-limit subprocesses
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _cli(*argv: str | os.PathLike) -> tuple[int, str, str]:
-  """``landscape ARGV`` in-process: (exit status, stdout, stderr).
-
-  An exception escaping :func:`main` is what a real process shows as a traceback and
-  exit status 1: it is reported that way instead of erroring the test.
-  """
-  out, err = io.StringIO(), io.StringIO()
-  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    try:
-      rc = main([os.fspath(a) for a in argv])
-    except SystemExit as e:  # argparse: --help, usage errors
-      rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except Exception:  # noqa: BLE001 -- an uncaught error: a traceback in a shell
-      traceback.print_exc()
-      rc = 1
-  return rc, out.getvalue(), err.getvalue()
-
-
-def _ok(*argv) -> str:
-  rc, out, err = _cli(*argv)
-  assert rc == 0, f"landscape {' '.join(map(str, argv))} -> {rc}\n{out}\n{err}"
-  return out
-
-
-def _assert_user_error(rc: int, err: str, *mentions: str) -> str:
-  """Exit 2 and exactly one stderr line 'landscape: error: ...' naming the bad value."""
-  assert "Traceback" not in err, err
-  assert rc == 2, f"exit {rc}: {err}"
-  lines = err.strip().splitlines()
-  assert len(lines) == 1, err
-  assert lines[0].startswith("landscape: error: "), err
-  for m in mentions:
-    assert m in lines[0], (m, lines[0])
-  return lines[0]
-
-
-def _subprocess_env() -> dict[str, str]:
-  env = dict(os.environ)
-  env.setdefault("JAX_PLATFORMS", "cpu")
-  env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
-  env.setdefault("MPLBACKEND", "Agg")
-  return env
 
 
 def _snapshot(root: Path) -> dict[str, str]:
