@@ -17,7 +17,9 @@ DESIGN §5 (``format = "landscape-hdf5"``, ``format_version = 1``)::
                          tree-flatten order, attrs["path"] = jax.tree_util.keystr(path)
   /hessian, /critical, /trajectory   free-form groups of arrays (strings as UTF-8)
 
-Grid datasets are chunked one row per chunk with gzip + shuffle, and their axes are
+Grid datasets are chunked one row per chunk, allocated when created and not compressed
+(a killed write then cannot corrupt a chunk; rows of older gzip files that a kill left
+unreadable are reset and recomputed on resume), and their axes are
 attached to the coordinate datasets as HDF5 dimension scales, so
 ``xarray.open_dataset(path, engine="h5netcdf")`` opens the file with ``xcoordinates`` and
 ``ycoordinates`` as coordinates. A sweep writes row by row through :class:`GridFile` and
@@ -70,6 +72,7 @@ import h5py
 import numpy as np
 from jaxtyping import Bool, Float
 
+from landscape._progress import warn
 from landscape.errors import ConfigError, DataError, LandscapeError, ResultFileError
 from landscape.grid import Grid
 
@@ -654,20 +657,31 @@ def _attach_scales(f: h5py.File, ds: h5py.Dataset) -> None:
     ds.dims[0].attach_scale(f[_X])
 
 
+def _grid_dataset(f: h5py.File, name: str, shape: tuple[int, ...], dtype: Any,
+                  fillvalue: Any) -> h5py.Dataset:
+  """A grid dataset whose every chunk (one row) is allocated at creation, uncompressed.
+
+  A point write then only overwrites data bytes at addresses fixed in advance: no chunk is
+  re-compressed, moved or re-indexed, so a process killed mid-write cannot leave a chunk
+  that fails to decompress (the ``done`` mask, written after the values, guards the rest).
+  """
+  dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+  dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+  chunks = (1, shape[1]) if len(shape) == 2 else shape
+  ds = f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, fillvalue=fillvalue,
+                        dcpl=dcpl)
+  _attach_scales(f, ds)
+  return ds
+
+
 def _ensure_grid(f: h5py.File, req: _Request) -> None:
   """Create the missing field and done datasets (NaN / False), chunked one row per chunk."""
   shape = req.shape
-  chunks = (1, shape[1]) if len(shape) == 2 else shape
   new = [name for name in req.fields if name not in f]
   for name in new:
-    ds = f.create_dataset(name, shape=shape, dtype=req.dtype, chunks=chunks,
-                          fillvalue=np.nan, compression="gzip", shuffle=True)
-    ds.attrs["done"] = req.done
-    _attach_scales(f, ds)
+    _grid_dataset(f, name, shape, req.dtype, np.nan).attrs["done"] = req.done
   if req.done not in f:
-    ds = f.create_dataset(req.done, shape=shape, dtype=bool, chunks=chunks,
-                          compression="gzip", shuffle=True)
-    _attach_scales(f, ds)
+    _grid_dataset(f, req.done, shape, bool, False)
   elif new and f[req.done][()].any():
     # A field new to this mask has no values at the points it marks: recompute them all.
     f[req.done][...] = False
@@ -783,8 +797,53 @@ def _same_attr(stored: Any, value: Any) -> bool:
     return False
 
 
-def _extend(f: h5py.File, req: _Request) -> None:
+def _unreadable_rows(ds: h5py.Dataset) -> list[int]:
+  """Rows (chunks) of a grid dataset that HDF5 cannot read back."""
+  if ds.ndim == 1:
+    rows = [slice(None)]
+  else:
+    rows = [slice(j, j + 1) for j in range(ds.shape[0])]
+  bad = []
+  for j, row in enumerate(rows):
+    try:
+      ds[row]
+    except (OSError, RuntimeError):
+      bad.append(j)
+  return bad
+
+
+def _repair_rows(f: h5py.File, path: str) -> None:
+  """Reset the grid rows a killed write left unreadable so that they are recomputed.
+
+  Files written before grid chunks were allocated uncompressed used gzip: a process killed
+  while HDF5 re-compressed a chunk can leave it undecodable, and every later write to that
+  row would fail. Such a row is overwritten
+  whole (NaN values, done False): its points are lost and recomputed, the rest is kept.
+  """
+  masks = {name: f[name] for name in f if isinstance(f[name], h5py.Dataset)
+           and f[name].dtype == np.bool_ and f[name].shape and name not in (_X, _Y)}
+  fields = {name: f[name] for name in f if isinstance(f[name], h5py.Dataset)
+            and "done" in f[name].attrs and f[name].attrs["done"] in masks}
+  reset: dict[str, set[int]] = {}
+  for name, ds in fields.items():
+    bad = _unreadable_rows(ds)
+    if bad:
+      reset.setdefault(ds.attrs["done"], set()).update(bad)
+      for j in bad:
+        ds[j if ds.ndim == 2 else slice(None)] = np.nan
+  for name, ds in masks.items():
+    bad = set(_unreadable_rows(ds)) | reset.get(name, set())
+    for j in sorted(bad):
+      ds[j if ds.ndim == 2 else slice(None)] = False
+    if bad:
+      what = "the points" if ds.ndim == 1 else f"row(s) {sorted(bad)} of the points"
+      warn(f"{path}: {what} under mask {name!r} could not be read back (a write was "
+           "killed mid-chunk); they will be recomputed")
+
+
+def _extend(f: h5py.File, req: _Request, path: str) -> None:
   """Bring a verified existing file up to the request without touching stored values."""
+  _repair_rows(f, path)
   for key, value in req.attrs.items():
     if key in f.attrs and (key in IDENTITY_ATTRS or _same_attr(f.attrs[key], value)):
       continue  # rewriting an unchanged attribute would still grow the file
@@ -909,7 +968,7 @@ class GridFile:
           raise _h5_error(path, exc) from None
       h5 = _open_h5(path, "r+")
       try:
-        _extend(h5, req)
+        _extend(h5, req, path)
       except BaseException:
         h5.close()
         raise

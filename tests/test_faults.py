@@ -594,6 +594,64 @@ def test_disk_full_mid_sweep_is_one_line_and_resumes_exactly(run, tmp_path, monk
   _assert_same_grid(out, small_reference, FIELDS)
 
 
+def _legacy_gzip(path: Path) -> None:
+  """Rewrite a grid file's datasets the way landscape did before early allocation: gzip +
+  shuffle, one row per chunk, allocated on first write."""
+  with h5py.File(path, "r+") as f:
+    grid = [k for k in f if isinstance(f[k], h5py.Dataset) and f[k].ndim == 2]
+    for name in grid:
+      attrs, data = dict(f[name].attrs), f[name][()]
+      attrs.pop("DIMENSION_LIST", None)
+      del f[name]
+      ds = f.create_dataset(name, data=data, chunks=(1, data.shape[1]), compression="gzip",
+                            shuffle=True)
+      ds.attrs.update(attrs)
+      ds.dims[0].attach_scale(f["ycoordinates"])
+      ds.dims[1].attach_scale(f["xcoordinates"])
+
+
+def _corrupt_chunk(path: Path, name: str, row: int) -> None:
+  """Overwrite one stored chunk's bytes, as a process killed mid-compression can leave it."""
+  with h5py.File(path, "r") as f:
+    info = f[name].id.get_chunk_info_by_coord((row, 0))
+  with open(path, "r+b") as fh:
+    fh.seek(info.byte_offset)
+    fh.write(b"\xff" * info.size)
+  with h5py.File(path, "r") as f, pytest.raises(OSError):
+    f[name][row]
+
+
+def test_new_grid_chunks_are_allocated_uncompressed(small_reference):
+  """A killed write can then only leave data bytes (guarded by ``done``), never a chunk
+  that fails to decompress."""
+  with h5py.File(small_reference, "r") as f:
+    for name in (*FIELDS, "done"):
+      ds = f[name]
+      assert ds.compression is None and ds.chunks == (1, 7)
+      assert ds.id.get_create_plist().get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
+      assert all(ds.id.get_chunk_info(i).size > 0 for i in range(ds.id.get_num_chunks()))
+
+
+def test_unreadable_legacy_chunks_are_reset_and_recomputed_exactly(run, tmp_path,
+                                                                    small_reference):
+  """A gzip file (older landscape) with a chunk a kill left undecodable, in a field and in
+  the done mask: the resume warns, recomputes exactly those two rows, and ends equal to the
+  uninterrupted sweep; before the repair, writing to such a row failed."""
+  out = tmp_path / "s.h5"
+  shutil.copy(small_reference, out)
+  _legacy_gzip(out)
+  with h5py.File(out, "r+") as f:
+    f["done"][2, 3:] = False     # an unfinished row: the resume must write into its chunk
+    f["done"][5, :] = False
+  _corrupt_chunk(out, "train_loss", 2)
+  _corrupt_chunk(out, "done", 4)
+  rc, stdout, err = _cli("surface", "--run", run, *SMALL_TAIL, "--out", out)
+  assert rc == 0, err
+  assert "row(s) [2, 4] of the points under mask 'done' could not be read back" in err, err
+  assert SWEEP_LINE.search(stdout).groups() == (str(3 * 7), str(7 * 7))
+  _assert_same_grid(out, small_reference, FIELDS)
+
+
 def test_tmpfs_filling_up_at_a_checkpoint_is_one_line_and_resumes(template, tmp_path,
                                                                   monkeypatch):
   """The disk fills just before epoch 1's checkpoint: a real ENOSPC wherever it writes."""

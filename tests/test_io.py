@@ -168,7 +168,7 @@ def test_schema(tmp_path, ys):
       ds = f[name]
       assert ds.shape == shape
       assert ds.chunks == ((5,) if ys is None else (1, 5))  # one row per chunk
-      assert ds.compression == "gzip" and ds.shuffle
+      assert ds.compression is None   # allocated at creation: a killed write moves no chunk
       assert ds.dims[ds.ndim - 1][0].name == "/xcoordinates"
       if ys is not None:
         assert ds.dims[0][0].name == "/ycoordinates"
