@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -35,8 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import serialization
 
-from landscape import _validate, critical, hessian, surface
+from landscape import _progress, _validate, critical, hessian, surface
+from landscape import io as _io
 from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError, ProbeError
 from landscape.linalg import num_params
@@ -44,8 +49,9 @@ from landscape.linalg import num_params
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 
-__all__ = ["CertifiedSaddle", "FireState", "Path", "SADDLE_KINDS", "fire", "linear", "neb",
-           "saddle"]
+__all__ = ["CURVE_KINDS", "CertifiedSaddle", "Curve", "FireState", "Path", "Plane",
+           "SADDLE_KINDS", "StateFile", "curve_weights", "evaluate", "fire", "fit_curve",
+           "linear", "neb", "plane", "saddle", "saddle_plane"]
 
 SADDLE_KINDS = ("saddle", "minimum", "undetermined")
 
@@ -56,7 +62,7 @@ class Path:
   """The loss along a path from ``start`` (``t = 0``) to ``end`` (``t = 1``).
 
   Attributes:
-    method: ``"linear"`` or ``"neb"``.
+    method: ``"linear"``, ``"curve"`` or ``"neb"``.
     ts: ``(m,)`` positions in ``[0, 1]``: the interpolation weights of a linear path,
       the normalized cumulative Euclidean arc length of the images of a band.
     values: ``"loss"`` (and, for a linear path, one entry per metric), each ``(m,)``.
@@ -72,6 +78,7 @@ class Path:
       step and after each step (``None`` for a linear path).
     converged: whether the band's largest force fell below ``tol`` (``None``: linear).
     steps: optimizer steps taken (``None``: linear).
+    curve: the :class:`Curve` of a ``"curve"`` path (its points are ``curve(t)``).
   """
   method: str
   ts: np.ndarray
@@ -84,11 +91,15 @@ class Path:
   history: np.ndarray | None = None
   converged: bool | None = None
   steps: int | None = None
+  curve: Curve | None = None
 
   def point(self, i: int) -> PyTree:
-    """The pytree at sample ``i`` (a band's image, or ``start + t_i (end − start)``)."""
+    """The pytree at sample ``i`` (a band's image, ``curve(t_i)``, or
+    ``start + t_i (end − start)``)."""
     if self.images is not None:
       return jax.tree.map(lambda a: a[i], self.images)
+    if self.curve is not None:
+      return self.curve(self.ts[i])
     t = self.ts[i]
     return jax.tree.map(lambda a, b: a + jnp.asarray(t, a.dtype) * (b - a), self.start, self.end)
 
@@ -97,6 +108,11 @@ class Path:
     """All ``m`` points, leaves with a leading ``(m,)`` axis (built on access when linear)."""
     if self.images is not None:
       return self.images
+    if self.curve is not None:
+      control, n = self.curve.control_points, self.curve.num_bends + 2
+      dtype = surface.float_dtype(self.start)
+      w = jax.vmap(lambda t: curve_weights(self.curve.kind, n, t))(jnp.asarray(self.ts, dtype))
+      return jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1), control)
     return jax.tree.map(
         lambda a, b: a[None] + jnp.asarray(self.ts, a.dtype).reshape((-1,) + (1,) * a.ndim)
         * (b - a)[None], self.start, self.end)
@@ -333,8 +349,10 @@ def _band_forces(interior, start, end, end_losses, data, spring, *, loss_fn, bat
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "optimizer", "steps",
                                              "climbing"))
-def _neb_run(interior, start, end, end_losses, data, spring, tol, *, loss_fn, batch_size,
-             optimizer, steps, climbing):
+def _neb_run(interior, opt_state, start, end, end_losses, data, spring, tol, limit, *, loss_fn,
+             batch_size, optimizer, steps, climbing):
+  """Up to ``limit <= steps`` band steps from ``(interior, opt_state)`` (one compiled while
+  loop; ``steps`` sizes the history, so segments of one size compile once)."""
   forces = functools.partial(_band_forces, start=start, end=end, end_losses=end_losses,
                              data=data, spring=spring, loss_fn=loss_fn, batch_size=batch_size,
                              climbing=climbing)
@@ -343,7 +361,7 @@ def _neb_run(interior, start, end, end_losses, data, spring, tol, *, loss_fn, ba
 
   def cond(carry):
     i, _, _, _, _, fmax, _ = carry
-    return (i < steps) & (fmax >= tol)       # a nan force stops the loop too
+    return (i < limit) & (fmax >= tol)       # a nan force stops the loop too
 
   def body(carry):
     i, x, state, force, _, _, history = carry
@@ -352,12 +370,12 @@ def _neb_run(interior, start, end, end_losses, data, spring, tol, *, loss_fn, ba
     force, losses, fmax = forces(x)
     return i + 1, x, state, force, losses, fmax, history.at[i + 1].set(fmax)
 
-  carry = (jnp.asarray(0), interior, optimizer.init(interior), force, losses, fmax, history)
-  i, x, _, _, losses, fmax, history = jax.lax.while_loop(cond, body, carry)
-  return i, x, losses, fmax, history
+  carry = (jnp.asarray(0), interior, opt_state, force, losses, fmax, history)
+  i, x, state, _, losses, fmax, history = jax.lax.while_loop(cond, body, carry)
+  return i, x, state, losses, fmax, history
 
 
-def _check_init(init: PyTree, start: PyTree, num_images: int) -> PyTree:
+def _check_init(init: PyTree, start: PyTree, num_images: int, what: str = "num_images") -> PyTree:
   init = _strong(init)
   if jax.tree.structure(init) != jax.tree.structure(start):
     raise ConfigError(f"init has tree structure {jax.tree.structure(init)}, start has "
@@ -367,14 +385,15 @@ def _check_init(init: PyTree, start: PyTree, num_images: int) -> PyTree:
     if b.shape != want or b.dtype != a.dtype:
       raise ConfigError(f"init leaf {jax.tree_util.keystr(path) or '<root>'} has shape "
                         f"{b.shape} dtype {b.dtype}; pass shape {want} dtype {a.dtype} "
-                        f"(num_images={num_images} stacked images)")
+                        f"({what}={num_images} stacked points)")
   return init
 
 
 def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
         num_images: int = 17, climbing: bool = True, spring: float = 1.0, steps: int = 500,
         optimizer: optax.GradientTransformation | None = None, tol: float = 1e-5,
-        batch_size: int | None = None, init: PyTree | None = None) -> Path:
+        batch_size: int | None = None, init: PyTree | None = None,
+        state_path: str | os.PathLike | None = None, save_every: int = 100) -> Path:
   """A minimum-loss path between two points by the nudged elastic band (NEB).
 
   A band of images ``R_0 = start, R_1, …, R_{M−1} = end`` (``M = num_images``, the
@@ -419,6 +438,10 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
     init: the starting band, a pytree like ``start`` whose leaves have a leading
       ``(num_images,)`` axis; its first and last images are replaced by ``start`` and
       ``end``. ``None``: equally spaced on the segment.
+    state_path: a file for the band's state (images, optimizer state, history), written
+      atomically every ``save_every`` steps; an existing one made by the same endpoints and
+      settings is resumed, giving the result of an uninterrupted run (:class:`StateFile`).
+    save_every: steps between saves (with ``state_path``).
 
   Returns:
     A :class:`Path` (``method="neb"``) with the final ``images``, ``ts`` the normalized
@@ -454,13 +477,8 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
   tol = _validate.positive("tol", tol, fix="pass e.g. tol=1e-5")
   if not isinstance(climbing, (bool, np.bool_)):
     raise ConfigError(f"climbing must be True or False, got {climbing!r}; pass climbing=True")
-  if optimizer is None:
+  if _check_optimizer(optimizer, "paths.fire() or optax.sgd(1e-2)") is None:
     optimizer = _default_optimizer()
-  elif not (callable(getattr(optimizer, "init", None))
-            and callable(getattr(optimizer, "update", None))):
-    raise ConfigError(f"optimizer must be an optax GradientTransformation, got "
-                      f"{type(optimizer).__name__}; pass e.g. optimizer=paths.fire() or "
-                      "optax.sgd(1e-2)")
   _check_data(data, batch_size)
   if init is None:
     ts = jnp.linspace(0.0, 1.0, num_images)
@@ -473,14 +491,40 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
   end_losses = _end_losses(start, end, data, loss_fn=loss_fn, batch_size=batch_size)
   _check_finite_ends(np.asarray(end_losses))
   dtype = end_losses.dtype
-  taken, interior, losses, fmax, history = jax.block_until_ready(_neb_run(
-      interior, start, end, end_losses, data, jnp.asarray(spring, dtype),
-      jnp.asarray(tol, dtype), loss_fn=loss_fn, batch_size=batch_size, optimizer=optimizer,
-      steps=steps, climbing=bool(climbing)))
+  save_every = _validate.integer("save_every", save_every, low=1, fix="pass e.g. save_every=100")
+  opt_state = optimizer.init(interior)
+  state = {"x": interior, "opt": opt_state, "taken": 0, "history": np.zeros((0,), dtype)}
+  settings = {"method": "neb", "num_images": num_images, "climbing": bool(climbing),
+              "spring": float(spring), "tol": float(tol), "batch_size": batch_size,
+              "optimizer": repr(optimizer) if optimizer is not _default_optimizer() else "fire"}
+  saver = StateFile(state_path, start, end, settings)
+  state = saver.load(state)
+  taken = int(state["taken"])
+  history = [np.asarray(state["history"])]
+  interior, opt_state, fmax = state["x"], state["opt"], math.inf
+  segment = max(steps, 1) if state_path is None else save_every
+  with _progress.progress(steps, "steps", "nudged elastic band", cap=True) as bar:
+    bar.set(taken)
+    while True:
+      todo = max(0, min(segment, steps - taken))
+      n, interior, opt_state, losses, fmax, hist = jax.block_until_ready(_neb_run(
+          interior, opt_state, start, end, end_losses, data, jnp.asarray(spring, dtype),
+          jnp.asarray(tol, dtype), jnp.asarray(todo), loss_fn=loss_fn, batch_size=batch_size,
+          optimizer=optimizer, steps=segment, climbing=bool(climbing)))
+      n, hist = int(n), np.asarray(hist)
+      history.append(hist[1:n + 1] if any(len(h) for h in history) else hist[:n + 1])
+      taken += n
+      fmax = float(fmax)
+      bar.set(taken, fmax=f"{fmax:.3g}")
+      stop = taken >= steps or not fmax >= tol
+      saver.save({"x": interior, "opt": opt_state, "taken": taken,
+                  "history": np.concatenate(history)})
+      if stop:
+        break
   losses = np.concatenate([np.asarray(end_losses[:1]), np.asarray(losses),
                            np.asarray(end_losses[1:])])
   if not np.all(np.isfinite(losses)):
-    raise ProbeError(f"the band's loss is not finite after {int(taken)} steps (image "
+    raise ProbeError(f"the band's loss is not finite after {taken} steps (image "
                      f"{int(np.argmin(np.isfinite(losses)))}); the optimizer diverged: lower its "
                      "step (e.g. optimizer=paths.fire(dt=0.01, max_step=0.05)) or raise spring")
   images = jax.tree.map(lambda a, x, b: jnp.concatenate([a[None], x, b[None]]), start, interior,
@@ -490,9 +534,429 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
   arc = np.concatenate([[0.0], np.cumsum(seg)])
   ts = arc / arc[-1] if arc[-1] > 0 else np.linspace(0.0, 1.0, num_images)
   barrier, peak = _barrier(ts, losses.astype(np.float64))
-  taken = int(taken)
   return Path("neb", ts, {"loss": losses}, barrier, peak, start, end, images,
-              np.asarray(history)[:taken + 1], bool(float(fmax) < tol), taken)
+              np.concatenate(history), bool(fmax < tol), taken)
+
+
+
+# -------------------------------------------------------------- resumable state
+
+def _fingerprint(start: PyTree, end: PyTree, settings: Mapping[str, Any]) -> str:
+  """sha256 of the endpoints' bytes (leaf paths, shapes, dtypes) and the settings."""
+  h = hashlib.sha256()
+  for name, tree in (("start", start), ("end", end)):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      arr = np.asarray(leaf)
+      h.update(f"{name}{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
+      h.update(np.ascontiguousarray(arr).tobytes())
+  h.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+  return h.hexdigest()
+
+
+class StateFile:
+  """The saved state of a curve fit or an elastic band, for resuming after a kill.
+
+  A flax-msgpack file holding the state pytree and a fingerprint of what made it (the
+  endpoints' bytes and the settings that change the result). :meth:`load` restores a file
+  with the same fingerprint and refuses another (one line naming the fix); :meth:`save`
+  writes atomically (temporary sibling, rename), so a kill leaves the previous state. A run
+  resumed from its last save repeats exactly the steps an uninterrupted run would take
+  (the random draws of a step depend only on the key and the step number).
+  """
+
+  def __init__(self, path: str | os.PathLike | None, start: PyTree, end: PyTree,
+               settings: Mapping[str, Any]):
+    self.path = None if path is None else os.fspath(path)
+    self.fingerprint = _fingerprint(start, end, settings) if self.path else ""
+    if self.path is not None:
+      if os.path.isdir(self.path):
+        raise ConfigError(f"state_path {self.path} is a directory; pass a file path")
+      _io.check_output_dir(os.path.dirname(self.path) or ".", "directory of state_path")
+
+  def load(self, template: dict) -> dict:
+    """The saved state (like ``template``), or ``template`` when there is none."""
+    if self.path is None or not os.path.exists(self.path):
+      return template
+    try:
+      with open(self.path, "rb") as f:
+        raw = serialization.msgpack_restore(f.read())
+    except Exception as e:  # noqa: BLE001 - a foreign or truncated file
+      raise ConfigError(f"cannot read the path state {self.path} ({type(e).__name__}); it is "
+                        "not a landscape path state: remove it or pass another state_path"
+                        ) from None
+    if not isinstance(raw, dict) or raw.get("fingerprint") != self.fingerprint:
+      raise ConfigError(f"the path state {self.path} was made from other endpoints or "
+                        "settings; remove it to start afresh or pass another state_path "
+                        "(nothing was changed)")
+    history = np.asarray(raw["state"].get("history", np.zeros(0)))
+    restored = serialization.from_state_dict(
+        dict(template, history=history), raw["state"])
+    return restored
+
+  def save(self, state: dict) -> None:
+    """Write ``state`` atomically (no-op without a path)."""
+    if self.path is None:
+      return
+    state = jax.tree.map(np.asarray, state)
+    blob = serialization.msgpack_serialize(
+        {"fingerprint": self.fingerprint, "state": serialization.to_state_dict(state)})
+    _io.atomic_write(self.path, blob)
+
+
+# --------------------------------------------------------------------- curves
+
+CURVE_KINDS = ("bezier", "polychain")
+
+
+def curve_weights(kind: str, num_control: int, t: jax.Array) -> jax.Array:
+  """Weights ``w_i(t)`` of the control points, ``φ(t) = Σ_i w_i(t) θ_i`` (``Σ w_i = 1``).
+
+  ``bezier``: the Bernstein polynomials of degree ``n = num_control − 1``,
+  ``w_i = C(n, i) tⁱ (1 − t)ⁿ⁻ⁱ``. ``polychain``: the piecewise-linear hat functions on
+  the knots ``i / n``, ``w_i = max(0, 1 − |n t − i|)`` (the polygonal chain through the
+  control points). Both give ``φ(0) = θ_0`` and ``φ(1) = θ_n``.
+  """
+  n = num_control - 1
+  i = jnp.arange(num_control, dtype=jnp.result_type(t))
+  if kind == "bezier":
+    binom = jnp.asarray([math.comb(n, int(k)) for k in range(num_control)], i.dtype)
+    return binom * t ** i * (1 - t) ** (n - i)
+  return jnp.maximum(0.0, 1.0 - jnp.abs(n * t - i))
+
+
+def _combine(control: PyTree, w: jax.Array) -> PyTree:
+  return jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1), control)
+
+
+def _control(start: PyTree, bends: PyTree, end: PyTree) -> PyTree:
+  return jax.tree.map(lambda a, b, c: jnp.concatenate([a[None], b, c[None]]), start, bends, end)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Curve:
+  """A parametric curve ``φ_θ(t)``, ``t ∈ [0, 1]``, from ``start`` to ``end``.
+
+  Attributes:
+    kind: ``"bezier"`` or ``"polychain"`` (:func:`curve_weights`).
+    start, end: the fixed endpoints.
+    bends: the trained control points between them, leaves with a leading ``(bends,)`` axis.
+    history: ``(steps,)`` the minibatch loss at the sampled ``t`` of every training step.
+    steps: training steps taken.
+  """
+  kind: str
+  start: PyTree
+  end: PyTree
+  bends: PyTree
+  history: np.ndarray
+  steps: int
+
+  @property
+  def num_bends(self) -> int:
+    return int(jax.tree.leaves(self.bends)[0].shape[0])
+
+  @property
+  def control_points(self) -> PyTree:
+    """``start``, the bends and ``end`` stacked on a leading ``(bends + 2,)`` axis."""
+    return _control(self.start, self.bends, self.end)
+
+  def __call__(self, t: float) -> PyTree:
+    """The parameters ``φ(t)``."""
+    dtype = surface.float_dtype(self.start)
+    w = curve_weights(self.kind, self.num_bends + 2, jnp.asarray(t, dtype))
+    return _combine(self.control_points, w)
+
+
+def _check_kind(kind: str) -> str:
+  return _validate.choice("curve kind", kind, CURVE_KINDS)
+
+
+def _curve_loss(bends, start, end, batch, t, *, loss_fn, kind):
+  control = _control(start, bends, end)
+  w = curve_weights(kind, jax.tree.leaves(control)[0].shape[0], t)
+  return loss_fn(_combine(control, w), batch)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "kind", "optimizer"))
+def _curve_step(bends, opt_state, start, end, batch, t, *, loss_fn, kind, optimizer):
+  loss, grads = jax.value_and_grad(_curve_loss)(bends, start, end, batch, t, loss_fn=loss_fn,
+                                                kind=kind)
+  updates, opt_state = optimizer.update(grads, opt_state, bends)
+  return optax.apply_updates(bends, updates), opt_state, loss
+
+
+def _minibatch(data: PyTree, key: jax.Array, step: int, batch_size: int | None,
+               n: int) -> PyTree:
+  """The minibatch of ``step``: epoch-wise permutations of ``key`` (a ragged tail dropped)."""
+  if data is None or batch_size is None or batch_size >= n:
+    return data
+  per_epoch = n // batch_size
+  epoch, k = divmod(step, per_epoch)
+  perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, epoch), n))
+  idx = perm[k * batch_size:(k + 1) * batch_size]
+  return jax.tree.map(lambda a: a[idx], data)
+
+
+def fit_curve(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
+              kind: str = "bezier", bends: int = 1, steps: int = 1000,
+              optimizer: optax.GradientTransformation | None = None,
+              batch_size: int | None = None, key: jax.Array | None = None,
+              init: PyTree | None = None, state_path: str | os.PathLike | None = None,
+              save_every: int = 100) -> Curve:
+  """A low-loss curve between two minima (Garipov et al., NeurIPS 2018).
+
+  The bends ``θ`` of a Bézier curve or polygonal chain ``φ_θ(t)`` (:func:`curve_weights`)
+  with fixed endpoints are trained to minimize ``E_{t∼U(0,1)} L(φ_θ(t))``: every step
+  draws one ``t`` and one minibatch and takes an ``optimizer`` step on the bends along
+  ``∇_θ L(φ_θ(t); batch)``, an unbiased estimate of the gradient of the expectation.
+  The bends start on the segment (``t = i/(bends+1)``), so the first curve is the linear
+  path. With BatchNorm, evaluate the fitted curve with statistics recomputed per point
+  (``bn_mode="recompute"`` of :mod:`landscape.objective`), as Garipov et al. do.
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss over ``batch``.
+    start, end: the fixed endpoints (one structure, shapes and floating dtypes).
+    data: pytree of arrays with a leading sample axis, or ``None``.
+    kind: ``"bezier"`` or ``"polychain"``.
+    bends: number of trained control points (>= 1; 1 is Garipov et al.'s quadratic
+      Bézier / three-segment chain... two-segment chain).
+    steps: training steps (>= 0).
+    optimizer: an optax transformation of the bends (``None``: ``optax.adam(1e-3)``).
+    batch_size: samples per step (``None``: full batch); epochs are key-seeded
+      permutations and a ragged tail is dropped.
+    key: PRNG key for ``t`` and the minibatches (``None``: ``jax.random.key(0)``).
+    init: the starting bends (leaves with a leading ``(bends,)`` axis), e.g. from a
+      shorter fit; ``None``: on the segment.
+    state_path: a file for the training state, written atomically every ``save_every``
+      steps and resumed when it exists (:class:`StateFile`): a killed fit resumes to the
+      result of an uninterrupted one.
+    save_every: steps between saves (with ``state_path``).
+
+  Returns:
+    A :class:`Curve`; :func:`evaluate` gives the loss along it.
+
+  Raises:
+    ConfigError: bad arguments (unknown kind, endpoints that differ, ``bends < 1``, ...),
+      or a ``state_path`` made from other endpoints or settings.
+    ProbeError: a non-finite loss at an endpoint or during training.
+
+  Example:
+    >>> curve = fit_curve(loss_fn, params_a, params_b, (x, y), steps=2000, batch_size=128)
+    >>> evaluate(loss_fn, curve, (x, y)).barrier, linear(loss_fn, params_a, params_b, (x, y)).barrier
+
+  References:
+    Garipov, Izmailov, Podoprikhin, Vetrov & Wilson, "Loss surfaces, mode connectivity,
+    and fast ensembling of DNNs", NeurIPS 2018.
+    Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially no barriers in neural network
+    energy landscape", ICML 2018.
+  """
+  loss_fn = _validate.loss_callable(loss_fn)
+  kind = _check_kind(kind)
+  start, end = _check_endpoints(start, end)
+  nb = _validate.integer("bends", bends, low=1, fix="pass e.g. bends=1")
+  steps = _validate.integer("steps", steps, low=0, fix="pass e.g. steps=1000")
+  save_every = _validate.integer("save_every", save_every, low=1, fix="pass e.g. save_every=100")
+  key = jax.random.key(0) if key is None else _validate.prng_key(key)
+  if _check_optimizer(optimizer, "optax.adam(1e-3)") is None:
+    optimizer = _default_curve_optimizer()
+  _check_data(data, batch_size)
+  n = None if data is None else num_samples(data)
+  if n is not None and batch_size is not None and batch_size > n:
+    raise ConfigError(f"batch_size {batch_size} exceeds the {n} samples; pass batch_size <= {n}")
+  end_losses = _end_losses(start, end, data, loss_fn=loss_fn, batch_size=batch_size)
+  _check_finite_ends(np.asarray(end_losses))
+  dtype = end_losses.dtype
+  if init is None:
+    frac = jnp.arange(1, nb + 1, dtype=dtype) / (nb + 1)
+    init = jax.tree.map(
+        lambda a, b: a[None] + frac.reshape((-1,) + (1,) * a.ndim).astype(a.dtype) * (b - a)[None],
+        start, end)
+  else:
+    init = _check_init(init, start, nb, "bends")
+  settings = {"method": "curve", "kind": kind, "bends": nb, "batch_size": batch_size,
+              "key": np.asarray(jax.random.key_data(key)).tolist(),
+              "optimizer": "adam(1e-3)" if optimizer is _default_curve_optimizer()
+              else repr(optimizer)}
+  saver = StateFile(state_path, start, end, settings)
+  state = saver.load({"bends": init, "opt": optimizer.init(init), "step": 0,
+                      "history": np.zeros((0,), dtype)})
+  params, opt_state, step = state["bends"], state["opt"], int(state["step"])
+  history = list(np.asarray(state["history"]))
+  k_t, k_data = jax.random.split(key)
+  with _progress.progress(steps, "steps", "curve fit", cap=True) as bar:
+    bar.set(min(step, steps))
+    while step < steps:
+      t = jax.random.uniform(jax.random.fold_in(k_t, step), (), dtype)
+      batch = _minibatch(data, k_data, step, batch_size, n)
+      params, opt_state, loss = _curve_step(params, opt_state, start, end, batch, t,
+                                            loss_fn=loss_fn, kind=kind, optimizer=optimizer)
+      loss = float(loss)
+      if not math.isfinite(loss):
+        raise ProbeError(f"the curve's loss became {loss} at step {step} (t = {float(t):.3f}); "
+                         "the optimizer diverged: lower its learning rate")
+      history.append(loss)
+      step += 1
+      bar.set(step, loss=f"{loss:.4g}")
+      if step % save_every == 0 or step == steps:
+        saver.save({"bends": params, "opt": opt_state, "step": step,
+                    "history": np.asarray(history, dtype)})
+  return Curve(kind, start, end, params, np.asarray(history, dtype), step)
+
+
+@functools.cache
+def _default_curve_optimizer() -> optax.GradientTransformation:
+  return optax.adam(1e-3)
+
+
+def _check_optimizer(optimizer, example: str):
+  if optimizer is not None and not (callable(getattr(optimizer, "init", None))
+                                    and callable(getattr(optimizer, "update", None))):
+    raise ConfigError(f"optimizer must be an optax GradientTransformation, got "
+                      f"{type(optimizer).__name__}; pass e.g. optimizer={example}")
+  return optimizer
+
+
+def evaluate(loss_fn: LossFn, curve: Curve, data: PyTree = None, *, ts: Any = 33,
+             batch_size: int | None = None, metrics: Mapping[str, LossFn] | None = None,
+             splits: Mapping[str, PyTree] | None = None) -> Path:
+  """The loss (and metrics) along a fitted :class:`Curve`, by the compiled sweep engine.
+
+  The points ``φ(t_i)`` are one 1-D grid of :func:`landscape.surface.sweep` (compiled
+  chunks of points, each on the whole dataset, sharded over local devices).
+
+  Args:
+    loss_fn: ``loss_fn(params, batch) -> scalar``.
+    curve: from :func:`fit_curve`.
+    data: the dataset, or ``None``; or pass ``splits={"train": ..., "test": ...}`` to
+      evaluate several in one sweep (values named ``"train_loss"``, ... ; the barrier and
+      peak are then those of ``"train_loss"``, or of the first split).
+    ts: the number of equally spaced points (>= 2), or the ``t`` values in ``[0, 1]``
+      (ascending, first 0 and last 1, so that the barrier is measured to the endpoints).
+    batch_size: samples per batch.
+    metrics: extra per-point means, ``name -> fn(params, batch) -> scalar``.
+
+  Returns:
+    A :class:`Path` (``method="curve"``, ``images=None``: :meth:`Path.point` rebuilds a
+    point with ``curve``).
+  """
+  if not isinstance(curve, Curve):
+    raise ConfigError(f"curve must be a landscape.paths.Curve, got {type(curve).__name__}; "
+                      "pass the result of paths.fit_curve")
+  loss_fn = _validate.loss_callable(loss_fn)
+  ts = _check_ts(ts)
+  if splits is None:
+    _check_data(data, batch_size)
+  control, kind = curve.control_points, curve.kind
+  num_control = curve.num_bends + 2
+  metrics = dict(metrics or {})
+
+  def point_fn(coeffs, batch):
+    p = _combine(control, curve_weights(kind, num_control, coeffs[0]))
+    return {"loss": loss_fn(p, batch), **{k: fn(p, batch) for k, fn in metrics.items()}}
+
+  dtype = surface.float_dtype(curve.start)
+  surf = surface.sweep(point_fn, ts.astype(dtype), None, None if splits else data,
+                       splits=splits, batch_size=batch_size, point_mode="vmap", dtype=dtype,
+                       desc="curve")
+  values = {name: np.asarray(v) for name, v in surf.values.items()}
+  main = "loss" if "loss" in values else f"{next(iter(splits))}_loss"
+  _check_finite_ends(values[main])
+  barrier, peak = _barrier(ts, values[main].astype(np.float64))
+  return Path("curve", ts, values, barrier, peak, curve.start, curve.end, curve=curve)
+
+
+def _check_ts(ts: Any) -> np.ndarray:
+  if isinstance(ts, (int, np.integer)) and not isinstance(ts, bool):
+    num = _validate.integer("ts", ts, low=2, fix="pass e.g. ts=33")
+    return np.linspace(0.0, 1.0, num)
+  arr = np.asarray(ts, np.float64).reshape(-1)
+  if (arr.size < 2 or not np.all(np.isfinite(arr)) or arr[0] != 0.0 or arr[-1] != 1.0
+      or np.any(np.diff(arr) <= 0)):
+    raise ConfigError(f"ts must be ascending values from 0 to 1 (both included), got "
+                      f"{np.array2string(arr[:6])}{'...' if arr.size > 6 else ''}; pass e.g. "
+                      "ts=np.linspace(0, 1, 33) or ts=33")
+  return arr
+
+
+# ---------------------------------------------------------------------- planes
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Plane:
+  """An orthonormal 2-D plane ``origin + x·u + y·v`` in parameter space.
+
+  ``u`` and ``v`` have unit Euclidean norm (all leaves), so plane coordinates are
+  parameter-space distances and the geometry of a figure drawn with equal aspect is true.
+
+  Attributes:
+    origin, u, v: pytrees like the parameters.
+    points: ``(p, 2)`` plane coordinates of the points that define the plane.
+    labels: their names.
+    kind: ``"three_point"`` or ``"saddle"``.
+  """
+  origin: PyTree
+  u: PyTree
+  v: PyTree
+  points: np.ndarray
+  labels: tuple[str, ...]
+  kind: str
+
+  def project(self, points: PyTree) -> np.ndarray:
+    """``(m, 2)`` coordinates ``(⟨p − origin, u⟩, ⟨p − origin, v⟩)`` of stacked points."""
+    rel = jax.tree.map(lambda p, o: p - o[None], points, self.origin)
+    u = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (_leading(rel),) + a.shape), self.u)
+    v = jax.tree.map(lambda a: jnp.broadcast_to(a[None], (_leading(rel),) + a.shape), self.v)
+    return np.stack([np.asarray(_dots(rel, u), np.float64),
+                     np.asarray(_dots(rel, v), np.float64)], axis=1)
+
+
+def _leading(tree: PyTree) -> int:
+  return int(jax.tree.leaves(tree)[0].shape[0])
+
+
+def _unit(tree: PyTree) -> PyTree:
+  norm = optax.tree.norm(tree)
+  return jax.tree.map(lambda a: a / norm.astype(a.dtype), tree)
+
+
+def plane(start: PyTree, end: PyTree, third: PyTree, *,
+          labels: tuple[str, str, str] = ("start", "end", "bend")) -> Plane:
+  """The plane through three points (Garipov et al. 2018, Fig. 1), orthonormal basis.
+
+  ``origin = start``, ``u = (end − start)/‖end − start‖``, ``v`` the unit component of
+  ``third − start`` orthogonal to ``u``. ``start`` lies at ``(0, 0)``, ``end`` at
+  ``(‖end − start‖, 0)`` and ``third`` at ``(⟨third − start, u⟩, ‖(third − start)⊥‖)``.
+
+  Raises:
+    ConfigError: ``end = start`` or ``third`` on the line through them.
+  """
+  from landscape import directions as _dirs
+  start, end = _check_endpoints(start, end)
+  third = _check_endpoints(start, third)[1]
+  origin, dx, dy = _dirs.plane_through(start, end, third)
+  u, v = _unit(dx), _unit(dy)
+  out = Plane(origin, u, v, np.zeros((3, 2)), tuple(labels), "three_point")
+  stacked = jax.tree.map(lambda a, b, c: jnp.stack([a, b, c]), start, end, third)
+  return dataclasses.replace(out, points=out.project(stacked))
+
+
+def saddle_plane(point: PyTree, negative: PyTree, second: PyTree) -> Plane:
+  """The plane at a saddle through its most negative eigenvector and a second direction.
+
+  ``origin = point`` (at ``(0, 0)``), ``u`` = the unit eigenvector (the loss falls along
+  ``±u``), ``v`` = the unit component of ``second`` orthogonal to ``u``. At the saddle of
+  a minimum-energy path the path's tangent *is* the negative eigenvector, so a useful
+  second direction is another one: the chord ``end − start`` (what ``landscape path
+  --plane`` uses) or the next eigenvector.
+
+  Raises:
+    ConfigError: ``second`` parallel to ``negative``.
+  """
+  from landscape import directions as _dirs
+  u = _unit(negative)
+  v = _dirs.orthogonalize(second, u)
+  if float(optax.tree.norm(v)) <= 1e-6 * float(optax.tree.norm(second)):
+    raise ConfigError("the second direction is parallel to the negative eigenvector at the "
+                      "saddle; pass another (e.g. the chord end - start)")
+  return Plane(point, u, _unit(v), np.zeros((1, 2)), ("saddle",), "saddle")
 
 
 # -------------------------------------------------------------------- saddle

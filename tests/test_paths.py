@@ -246,3 +246,174 @@ def test_neb_refuses_bad_arguments_in_one_line(kwargs, error, words):
   with pytest.raises(error, match=words) as info:
     paths.neb(muller_brown, **args)
   assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------- curves
+
+def _two_layer_problem():
+  """A two-layer linear network y = W2 W1 x fitted exactly: its minima {W2 W1 = A} form a
+  connected set, yet the segment between two factorizations leaves it (a high barrier)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(64, 4))
+  a = rng.normal(size=(3, 4))
+  y = x @ a.T
+
+  def loss(p, batch):
+    xb, yb = batch
+    return jnp.mean(jnp.sum((xb @ p["w1"].T @ p["w2"].T - yb) ** 2, axis=1))
+
+  def factor(seed):
+    m = np.random.default_rng(seed).normal(size=(3, 3))
+    return {"w1": jnp.asarray(m @ a), "w2": jnp.asarray(np.linalg.inv(m))}
+
+  return loss, factor(1), factor(2), (jnp.asarray(x), jnp.asarray(y))
+
+
+@pytest.mark.parametrize("kind", paths.CURVE_KINDS)
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_curve_weights_partition_unity_and_interpolate_the_ends(kind, n):
+  ts = jnp.linspace(0.0, 1.0, 41)
+  w = jax.vmap(lambda t: paths.curve_weights(kind, n, t))(ts)
+  np.testing.assert_allclose(np.asarray(w.sum(axis=1)), 1.0, rtol=0, atol=1e-14)
+  assert np.all(np.asarray(w) >= -1e-15)
+  np.testing.assert_allclose(np.asarray(w[0]), np.eye(n)[0], atol=1e-15)
+  np.testing.assert_allclose(np.asarray(w[-1]), np.eye(n)[-1], atol=1e-15)
+  t = 0.3
+  got = np.asarray(paths.curve_weights(kind, n, jnp.asarray(t)))
+  if kind == "bezier":   # Bernstein polynomials, from scipy's binomial
+    from scipy.special import comb
+    want = [comb(n - 1, i) * t ** i * (1 - t) ** (n - 1 - i) for i in range(n)]
+  else:                  # linear interpolation between the two knots around t
+    want = [np.interp(t, np.linspace(0, 1, n), np.eye(n)[i]) for i in range(n)]
+  np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+
+
+def test_fitted_curve_connects_two_layer_minima_far_below_the_segment():
+  loss, a, b, data = _two_layer_problem()
+  assert float(loss(a, data)) < 1e-20 and float(loss(b, data)) < 1e-20
+  line = paths.linear(loss, a, b, data, num=33)
+  curve = paths.fit_curve(loss, a, b, data, steps=1500, optimizer=optax.adam(1e-2))
+  along = paths.evaluate(loss, curve, data, ts=33)
+  assert along.method == "curve" and along.ts.shape == (33,)
+  assert line.barrier > 10.0, line.barrier
+  assert along.barrier < 0.01 * line.barrier, (along.barrier, line.barrier)
+  # the values are the loss at the curve's points, computed independently
+  for i in (0, 7, 16, 32):
+    np.testing.assert_allclose(along.values["loss"][i], float(loss(along.point(i), data)),
+                               rtol=1e-12, atol=1e-20)
+  np.testing.assert_allclose(np.asarray(along.points["w1"][7]),
+                             np.asarray(curve(along.ts[7])["w1"]), rtol=1e-13)
+  # the quadratic Bezier through start, bend, end in closed form
+  t = 0.25
+  want = (1 - t) ** 2 * a["w2"] + 2 * t * (1 - t) * curve.bends["w2"][0] + t ** 2 * b["w2"]
+  np.testing.assert_allclose(np.asarray(curve(t)["w2"]), np.asarray(want), rtol=1e-13)
+
+
+def _interrupt_after(monkeypatch, saves: int):
+  """Make StateFile.save raise (like a kill) right after its ``saves``-th write."""
+  real, count = paths.StateFile.save, []
+
+  def save(self, state):
+    real(self, state)
+    count.append(1)
+    if len(count) == saves:
+      raise KeyboardInterrupt("killed")
+
+  monkeypatch.setattr(paths.StateFile, "save", save)
+  return lambda: monkeypatch.setattr(paths.StateFile, "save", real)
+
+
+def _assert_trees_equal(got, want):
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+
+
+def test_curve_fit_killed_and_resumed_equals_an_uninterrupted_fit(tmp_path, monkeypatch):
+  loss, a, b, data = _two_layer_problem()
+  kw = dict(steps=120, optimizer=optax.adam(1e-2), batch_size=16, save_every=25,
+            key=jax.random.key(3))
+  whole = paths.fit_curve(loss, a, b, data, state_path=tmp_path / "whole.state", **kw)
+  restore = _interrupt_after(monkeypatch, 2)
+  with pytest.raises(KeyboardInterrupt):
+    paths.fit_curve(loss, a, b, data, state_path=tmp_path / "cut.state", **kw)
+  restore()
+  resumed = paths.fit_curve(loss, a, b, data, state_path=tmp_path / "cut.state", **kw)
+  assert resumed.steps == whole.steps == 120
+  _assert_trees_equal(resumed.bends, whole.bends)
+  np.testing.assert_array_equal(resumed.history, whole.history)
+  # a finished state resumes to itself without training; other endpoints are refused
+  again = paths.fit_curve(loss, a, b, data, state_path=tmp_path / "cut.state", **kw)
+  _assert_trees_equal(again.bends, whole.bends)
+  before = (tmp_path / "cut.state").read_bytes()
+  with pytest.raises(ConfigError, match="other endpoints or settings"):
+    paths.fit_curve(loss, b, a, data, state_path=tmp_path / "cut.state", **kw)
+  with pytest.raises(ConfigError, match="other endpoints or settings"):
+    paths.fit_curve(loss, a, b, data, state_path=tmp_path / "cut.state",
+                    **dict(kw, batch_size=32))
+  assert (tmp_path / "cut.state").read_bytes() == before
+
+
+def test_neb_killed_and_resumed_equals_an_uninterrupted_band(tmp_path, monkeypatch, mb_points):
+  a, b = jnp.asarray(mb_points["A"]), jnp.asarray(mb_points["B"])
+  kw = dict(num_images=9, steps=300, tol=1e-9, save_every=40)
+  whole = paths.neb(muller_brown, a, b, state_path=tmp_path / "whole.state", **kw)
+  plain = paths.neb(muller_brown, a, b, **kw)
+  restore = _interrupt_after(monkeypatch, 3)
+  with pytest.raises(KeyboardInterrupt):
+    paths.neb(muller_brown, a, b, state_path=tmp_path / "cut.state", **kw)
+  restore()
+  resumed = paths.neb(muller_brown, a, b, state_path=tmp_path / "cut.state", **kw)
+  assert resumed.steps == whole.steps == plain.steps
+  _assert_trees_equal(resumed.images, whole.images)
+  np.testing.assert_array_equal(resumed.history, whole.history)
+  # saving in segments takes the same steps as one compiled loop
+  np.testing.assert_allclose(np.asarray(whole.images), np.asarray(plain.images), rtol=0,
+                             atol=1e-12)
+  assert whole.history.shape == (whole.steps + 1,)
+  with pytest.raises(ConfigError, match="other endpoints or settings"):
+    paths.neb(muller_brown, a, b, state_path=tmp_path / "cut.state", **dict(kw, spring=2.0))
+
+
+def test_fit_curve_refuses_bad_inputs_in_one_line(tmp_path):
+  loss, a, b, data = _two_layer_problem()
+  cases = [
+      (dict(kind="spline"), "unknown curve kind 'spline'"),
+      (dict(bends=0), "bends"),
+      (dict(steps=-1), "steps"),
+      (dict(batch_size=1000), "exceeds the 64 samples"),
+      (dict(optimizer="adam"), "optax GradientTransformation"),
+  ]
+  for kwargs, fragment in cases:
+    with pytest.raises(ConfigError, match=fragment) as info:
+      paths.fit_curve(loss, a, b, data, steps=kwargs.pop("steps", 5), **kwargs)
+    assert "\n" not in str(info.value)
+  (tmp_path / "junk.state").write_bytes(b"not msgpack at all")
+  with pytest.raises(ConfigError, match="not a landscape path state"):
+    paths.fit_curve(loss, a, b, data, steps=5, state_path=tmp_path / "junk.state")
+  with pytest.raises(ConfigError, match="ascending values from 0 to 1"):
+    paths.evaluate(loss, paths.fit_curve(loss, a, b, data, steps=1), data, ts=[0.0, 0.5])
+
+
+# ------------------------------------------------------------------- planes
+
+def test_plane_puts_three_points_at_their_coordinates_and_the_surface_agrees():
+  """The loss on the plane's grid at the recorded coordinates equals the loss at the
+  three points (surface.evaluate on origin + x u + y v)."""
+  from landscape import surface
+  loss, a, b, data = _two_layer_problem()
+  bend = jax.tree.map(lambda x, y: 0.5 * (x + y) + 0.3, a, b)
+  pl = paths.plane(a, b, bend)
+  dist = float(optax.tree.norm(optax.tree.sub(b, a)))
+  np.testing.assert_allclose(pl.points[0], [0.0, 0.0], atol=1e-12)
+  np.testing.assert_allclose(pl.points[1], [dist, 0.0], rtol=1e-12, atol=1e-12)
+  assert pl.points[2, 1] > 0
+  for d in (pl.u, pl.v):
+    np.testing.assert_allclose(float(optax.tree.norm(d)), 1.0, rtol=1e-12)
+  np.testing.assert_allclose(float(optax.tree.vdot(pl.u, pl.v)), 0.0, atol=1e-12)
+  xs, ys = np.unique(pl.points[:, 0]), np.unique(pl.points[:, 1])
+  surf = surface.evaluate(loss, pl.origin, (pl.u, pl.v), xs, ys, data)
+  for point, (px, py) in zip((a, b, bend), pl.points):
+    got = surf.values["loss"][np.flatnonzero(ys == py)[0], np.flatnonzero(xs == px)[0]]
+    np.testing.assert_allclose(got, float(loss(point, data)), rtol=1e-9, atol=1e-9)
+  with pytest.raises(ConfigError, match="on a line"):
+    paths.plane(a, b, jax.tree.map(lambda x, y: 0.5 * (x + y), a, b))
