@@ -126,11 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--starts", type=int, help="number of searches")
   p.add_argument("--method", help="newton_mr | gnm")
 
+  p = sub.add_parser("path", help="paths between the minima of two runs (linear, fitted "
+                     "curve, nudged elastic band), the saddle on them, the plane through them")
+  p.add_argument("--run", required=True, help="run A (t = 0)")
+  p.add_argument("--to", required=True, help="run B (t = 1): the same config trained with "
+                 "another seed (landscape train --set train.seed=1 --out DIR)")
+  p.add_argument("--method", help="comma-separated: linear, curve, neb (default: config "
+                 "paths.methods)")
+  p.add_argument("--num", type=int, help="points along the linear path and the curve")
+  p.add_argument("--plane", action="store_true", help="also sweep the plane through A, B and "
+                 "the curve's bend (or the band's peak) into OUT_plane.h5")
+  p.add_argument("--saddle", action="store_true", help="refine the band's peak to a critical "
+                 "point and certify its Morse index")
+  p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+  p.add_argument("--out", help="result file (default: RUN/path.h5)")
+  p.add_argument("--overwrite", action="store_true", help="replace existing result files")
+
   p = sub.add_parser("plot", help="draw figures from a result file")
   p.add_argument("file")
   p.add_argument("--kind", help="comma-separated kinds (default: every kind the file supports): "
                  "loss1d, contour, contourf, heatmap, surface3d, trajectory, eig_ratio, eig_map, "
-                 "density, critical, loss_vs_index built in (landscape.plotting.register_kind "
+                 "density, critical, loss_vs_index, path, plane, saddle_spectrum built in (landscape.plotting.register_kind "
                  "adds more)")
   p.add_argument("--format", default="pdf,png", help="comma-separated: pdf, png, svg")
   p.add_argument("--out", help="output directory (default: figures/ beside the file)")
@@ -249,6 +265,10 @@ def _dispatch(a: argparse.Namespace) -> int:
   elif a.command == "critical":
     pipeline.run_critical(a.file, run_dir=a.run, starts=a.starts, method=a.method,
                           overrides=a.overrides)
+  elif a.command == "path":
+    pipeline.run_path(a.run, a.to, out=a.out, methods=_csv(a.method), num=a.num,
+                      plane=a.plane, saddle=a.saddle, overrides=a.overrides,
+                      overwrite=a.overwrite)
   elif a.command == "plot":
     pipeline.run_plot(a.file, kinds=_csv(a.kind), formats=_csv(a.format) or ("pdf",), out=a.out)
   elif a.command == "export-vtk":

@@ -127,6 +127,31 @@ class CriticalConfig:
 
 
 @_frozen()
+class PathsConfig:
+  methods: Sequence[str] = ("linear", "curve", "neb")   # `landscape path --method`
+  num: int = 33                    # points along the linear path and the curve
+  curve_kind: str = "bezier"       # bezier | polychain
+  bends: int = 1
+  curve_steps: int = 1000          # Adam steps on the bends, one t and one minibatch each
+  curve_lr: float = 0.001
+  curve_batch_size: int = 128
+  neb_images: int = 17
+  neb_steps: int = 300
+  neb_tol: float = 0.0001
+  spring: float = 1.0
+  neb_init: str = "curve"          # curve (the fitted curve, when computed) | linear
+  n_samples: int | None = 512      # training samples of the band and the saddle (None: all)
+  batch_size: int | None = 512     # data batch inside the band, the saddle and evaluations
+  saddle_tol: float = 0.0001
+  saddle_steps: int = 50
+  saddle_k: int = 6
+  plane_num: int = 21              # plane grid points per axis (--plane)
+  plane_margin: float = 0.25       # plane margin beyond the three points, x their distance
+  save_every: int = 50             # curve/band steps between saved states
+  seed: int = 0
+
+
+@_frozen()
 class PlotConfig:
   enabled: bool = True
   kinds: Sequence[str] | None = None   # None: every kind the result supports
@@ -143,6 +168,7 @@ class Config:
   surface: SurfaceConfig = dataclasses.field(default_factory=SurfaceConfig)
   hessian: HessianConfig = dataclasses.field(default_factory=HessianConfig)
   critical: CriticalConfig = dataclasses.field(default_factory=CriticalConfig)
+  paths: PathsConfig = dataclasses.field(default_factory=PathsConfig)
   plot: PlotConfig = dataclasses.field(default_factory=PlotConfig)
 
 

@@ -1215,7 +1215,7 @@ class Result:
       as ``"sub/name"``).
     is_original_layout: read from a tomgoldstein/loss-landscape file.
     field_done: field name -> the name of the done mask covering it.
-    group_attrs: group name -> its decoded attributes.
+    group_attrs: group name -> its decoded attributes (nested groups as ``"sub/name"``).
   """
 
   path: str
@@ -1324,6 +1324,8 @@ def _load_ours(f: h5py.File, result: Result, shape: tuple[int, ...]) -> None:
       if name != _DIRECTIONS:
         result.groups[name] = _read_group(obj)
         result.group_attrs[name] = _attrs_dict(obj)
+        obj.visititems(lambda sub, o, top=name: result.group_attrs.__setitem__(
+            f"{top}/{sub}", _attrs_dict(o)) if isinstance(o, h5py.Group) else None)
     elif name not in (_X, _Y) and ("done" in obj.attrs or name == "done") and (
         obj.shape != shape or not _numeric(obj)):
       raise _bad_field(result.path, name, obj, shape)

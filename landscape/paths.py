@@ -50,7 +50,7 @@ PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
 
 __all__ = ["CURVE_KINDS", "CertifiedSaddle", "Curve", "FireState", "Path", "Plane",
-           "SADDLE_KINDS", "StateFile", "curve_weights", "evaluate", "fire", "fit_curve",
+           "SADDLE_KINDS", "StateFile", "barrier", "check_endpoints", "curve_weights", "evaluate", "fire", "fit_curve",
            "linear", "neb", "plane", "saddle", "saddle_plane"]
 
 SADDLE_KINDS = ("saddle", "minimum", "undetermined")
@@ -118,7 +118,9 @@ class Path:
         * (b - a)[None], self.start, self.end)
 
 
-def _barrier(ts: np.ndarray, loss: np.ndarray) -> tuple[float, int]:
+def barrier(ts: np.ndarray, loss: np.ndarray) -> tuple[float, int]:
+  """``(max_i [L_i − ((1 − t_i) L_0 + t_i L_{m−1})], argmax_i L_i)``: the rise above the
+  chord between the endpoint losses and the index of the highest point."""
   chord = (1.0 - ts) * loss[0] + ts * loss[-1]
   return float(np.nanmax(loss - chord)), int(np.nanargmax(loss))
 
@@ -129,7 +131,9 @@ def _strong(tree: PyTree) -> PyTree:
   return jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype=jnp.result_type(leaf)), tree)
 
 
-def _check_endpoints(start: PyTree, end: PyTree) -> tuple[PyTree, PyTree]:
+def check_endpoints(start: PyTree, end: PyTree) -> tuple[PyTree, PyTree]:
+  """Two points of one model (structure, shapes, floating dtypes), strongly typed;
+  :class:`ConfigError` naming the first difference."""
   start = _strong(_validate.param_tree(start, "start"))
   end = _strong(_validate.param_tree(end, "end"))
   if jax.tree.structure(start) != jax.tree.structure(end):
@@ -201,7 +205,7 @@ def linear(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *, 
     mode connectivity of neural networks", ICLR 2022 (the barrier above the chord).
   """
   loss_fn = _validate.loss_callable(loss_fn)
-  start, end = _check_endpoints(start, end)
+  start, end = check_endpoints(start, end)
   num = _validate.integer("num", num, low=2, fix="pass e.g. num=33")
   _check_data(data, batch_size)
   dtype = surface.float_dtype(start)
@@ -211,8 +215,8 @@ def linear(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *, 
                           metrics=metrics)
   values = {name: np.asarray(v) for name, v in surf.values.items()}
   _check_finite_ends(values["loss"])
-  barrier, peak = _barrier(ts.astype(np.float64), values["loss"].astype(np.float64))
-  return Path("linear", ts, values, barrier, peak, start, end)
+  height, peak = barrier(ts.astype(np.float64), values["loss"].astype(np.float64))
+  return Path("linear", ts, values, height, peak, start, end)
 
 
 # ---------------------------------------------------------------------- FIRE
@@ -393,7 +397,8 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
         num_images: int = 17, climbing: bool = True, spring: float = 1.0, steps: int = 500,
         optimizer: optax.GradientTransformation | None = None, tol: float = 1e-5,
         batch_size: int | None = None, init: PyTree | None = None,
-        state_path: str | os.PathLike | None = None, save_every: int = 100) -> Path:
+        state_path: str | os.PathLike | None = None, save_every: int = 100,
+        tag: str | None = None) -> Path:
   """A minimum-loss path between two points by the nudged elastic band (NEB).
 
   A band of images ``R_0 = start, R_1, …, R_{M−1} = end`` (``M = num_images``, the
@@ -442,6 +447,9 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
       atomically every ``save_every`` steps; an existing one made by the same endpoints and
       settings is resumed, giving the result of an uninterrupted run (:class:`StateFile`).
     save_every: steps between saves (with ``state_path``).
+    tag: a name for a custom ``optimizer``'s settings, part of the saved state's identity
+      (an optax transformation has no stable identity of its own): resuming with another
+      tag is refused. ``None`` with a custom optimizer: resume only with the same one.
 
   Returns:
     A :class:`Path` (``method="neb"``) with the final ``images``, ``ts`` the normalized
@@ -470,7 +478,7 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
     energy landscape", ICML 2018.
   """
   loss_fn = _validate.loss_callable(loss_fn)
-  start, end = _check_endpoints(start, end)
+  start, end = check_endpoints(start, end)
   num_images = _validate.integer("num_images", num_images, low=3, fix="pass e.g. num_images=17")
   steps = _validate.integer("steps", steps, low=0, fix="pass e.g. steps=500")
   spring = _validate.positive("spring", spring, fix="pass e.g. spring=1.0")
@@ -496,7 +504,7 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
   state = {"x": interior, "opt": opt_state, "taken": 0, "history": np.zeros((0,), dtype)}
   settings = {"method": "neb", "num_images": num_images, "climbing": bool(climbing),
               "spring": float(spring), "tol": float(tol), "batch_size": batch_size,
-              "optimizer": repr(optimizer) if optimizer is not _default_optimizer() else "fire"}
+              "optimizer": "fire" if optimizer is _default_optimizer() else tag}
   saver = StateFile(state_path, start, end, settings)
   state = saver.load(state)
   taken = int(state["taken"])
@@ -533,8 +541,8 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
                                  jax.tree.map(lambda x: x[1:] - x[:-1], images)), np.float64))
   arc = np.concatenate([[0.0], np.cumsum(seg)])
   ts = arc / arc[-1] if arc[-1] > 0 else np.linspace(0.0, 1.0, num_images)
-  barrier, peak = _barrier(ts, losses.astype(np.float64))
-  return Path("neb", ts, {"loss": losses}, barrier, peak, start, end, images,
+  height, peak = barrier(ts, losses.astype(np.float64))
+  return Path("neb", ts, {"loss": losses}, height, peak, start, end, images,
               np.concatenate(history), bool(fmax < tol), taken)
 
 
@@ -701,7 +709,7 @@ def fit_curve(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, 
               optimizer: optax.GradientTransformation | None = None,
               batch_size: int | None = None, key: jax.Array | None = None,
               init: PyTree | None = None, state_path: str | os.PathLike | None = None,
-              save_every: int = 100) -> Curve:
+              save_every: int = 100, tag: str | None = None) -> Curve:
   """A low-loss curve between two minima (Garipov et al., NeurIPS 2018).
 
   The bends ``θ`` of a Bézier curve or polygonal chain ``φ_θ(t)`` (:func:`curve_weights`)
@@ -730,6 +738,8 @@ def fit_curve(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, 
       steps and resumed when it exists (:class:`StateFile`): a killed fit resumes to the
       result of an uninterrupted one.
     save_every: steps between saves (with ``state_path``).
+    tag: a name for a custom ``optimizer``'s settings, part of the saved state's identity
+      (see :func:`neb`).
 
   Returns:
     A :class:`Curve`; :func:`evaluate` gives the loss along it.
@@ -751,7 +761,7 @@ def fit_curve(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, 
   """
   loss_fn = _validate.loss_callable(loss_fn)
   kind = _check_kind(kind)
-  start, end = _check_endpoints(start, end)
+  start, end = check_endpoints(start, end)
   nb = _validate.integer("bends", bends, low=1, fix="pass e.g. bends=1")
   steps = _validate.integer("steps", steps, low=0, fix="pass e.g. steps=1000")
   save_every = _validate.integer("save_every", save_every, low=1, fix="pass e.g. save_every=100")
@@ -774,8 +784,7 @@ def fit_curve(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, 
     init = _check_init(init, start, nb, "bends")
   settings = {"method": "curve", "kind": kind, "bends": nb, "batch_size": batch_size,
               "key": np.asarray(jax.random.key_data(key)).tolist(),
-              "optimizer": "adam(1e-3)" if optimizer is _default_curve_optimizer()
-              else repr(optimizer)}
+              "optimizer": "adam(1e-3)" if optimizer is _default_curve_optimizer() else tag}
   saver = StateFile(state_path, start, end, settings)
   state = saver.load({"bends": init, "opt": optimizer.init(init), "step": 0,
                       "history": np.zeros((0,), dtype)})
@@ -815,53 +824,67 @@ def _check_optimizer(optimizer, example: str):
   return optimizer
 
 
-def evaluate(loss_fn: LossFn, curve: Curve, data: PyTree = None, *, ts: Any = 33,
+def evaluate(loss_fn: LossFn, curve: Curve | Path, data: PyTree = None, *, ts: Any = 33,
              batch_size: int | None = None, metrics: Mapping[str, LossFn] | None = None,
              splits: Mapping[str, PyTree] | None = None) -> Path:
-  """The loss (and metrics) along a fitted :class:`Curve`, by the compiled sweep engine.
+  """The loss (and metrics) along a fitted :class:`Curve` or at the points of a
+  :class:`Path`, by the compiled sweep engine.
 
-  The points ``φ(t_i)`` are one 1-D grid of :func:`landscape.surface.sweep` (compiled
-  chunks of points, each on the whole dataset, sharded over local devices).
+  The points are one 1-D grid of :func:`landscape.surface.sweep` (compiled chunks of
+  points, each on the whole dataset, sharded over local devices): ``φ(t_i)`` of a curve,
+  the images of a band (its ``ts`` kept), ``start + t_i (end − start)`` of a linear path.
 
   Args:
     loss_fn: ``loss_fn(params, batch) -> scalar``.
-    curve: from :func:`fit_curve`.
+    curve: a :class:`Curve` from :func:`fit_curve`, or a :class:`Path` to re-evaluate
+      (e.g. a band on the full training and test sets after relaxing on a subset).
     data: the dataset, or ``None``; or pass ``splits={"train": ..., "test": ...}`` to
       evaluate several in one sweep (values named ``"train_loss"``, ... ; the barrier and
-      peak are then those of ``"train_loss"``, or of the first split).
-    ts: the number of equally spaced points (>= 2), or the ``t`` values in ``[0, 1]``
+      peak are then those of the first split's loss).
+    ts: for a curve: the number of equally spaced points (>= 2), or the ``t`` values
       (ascending, first 0 and last 1, so that the barrier is measured to the endpoints).
     batch_size: samples per batch.
     metrics: extra per-point means, ``name -> fn(params, batch) -> scalar``.
 
   Returns:
-    A :class:`Path` (``method="curve"``, ``images=None``: :meth:`Path.point` rebuilds a
-    point with ``curve``).
+    A :class:`Path` (``method="curve"`` with ``curve`` set for a curve; otherwise the
+    path's method, images, history and convergence with the new ``values``).
   """
-  if not isinstance(curve, Curve):
-    raise ConfigError(f"curve must be a landscape.paths.Curve, got {type(curve).__name__}; "
-                      "pass the result of paths.fit_curve")
+  if not isinstance(curve, (Curve, Path)):
+    raise ConfigError(f"curve must be a landscape.paths.Curve or Path, got "
+                      f"{type(curve).__name__}; pass the result of paths.fit_curve or neb")
   loss_fn = _validate.loss_callable(loss_fn)
-  ts = _check_ts(ts)
   if splits is None:
     _check_data(data, batch_size)
-  control, kind = curve.control_points, curve.kind
-  num_control = curve.num_bends + 2
   metrics = dict(metrics or {})
+  if isinstance(curve, Curve):
+    ts = _check_ts(ts)
+    control, kind, num_control = curve.control_points, curve.kind, curve.num_bends + 2
+    where = lambda c: _combine(control, curve_weights(kind, num_control, c))  # noqa: E731
+    coords, base = ts, Path("curve", ts, {}, 0.0, 0, curve.start, curve.end, curve=curve)
+  elif curve.images is not None:
+    images = curve.images
+    where = lambda c: jax.tree.map(  # noqa: E731
+        lambda a: a[jnp.round(c).astype(jnp.int32)], images)
+    coords, base = np.arange(len(curve.ts), dtype=np.float64), curve
+  else:
+    a, b = curve.start, curve.end
+    where = lambda c: jax.tree.map(lambda x, y: x + c.astype(x.dtype) * (y - x), a, b)  # noqa: E731
+    coords, base = np.asarray(curve.ts, np.float64), curve
 
   def point_fn(coeffs, batch):
-    p = _combine(control, curve_weights(kind, num_control, coeffs[0]))
+    p = where(coeffs[0])
     return {"loss": loss_fn(p, batch), **{k: fn(p, batch) for k, fn in metrics.items()}}
 
-  dtype = surface.float_dtype(curve.start)
-  surf = surface.sweep(point_fn, ts.astype(dtype), None, None if splits else data,
+  dtype = surface.float_dtype(base.start)
+  surf = surface.sweep(point_fn, coords.astype(dtype), None, None if splits else data,
                        splits=splits, batch_size=batch_size, point_mode="vmap", dtype=dtype,
-                       desc="curve")
+                       desc=f"{base.method} path")
   values = {name: np.asarray(v) for name, v in surf.values.items()}
   main = "loss" if "loss" in values else f"{next(iter(splits))}_loss"
   _check_finite_ends(values[main])
-  barrier, peak = _barrier(ts, values[main].astype(np.float64))
-  return Path("curve", ts, values, barrier, peak, curve.start, curve.end, curve=curve)
+  height, peak = barrier(np.asarray(base.ts, np.float64), values[main].astype(np.float64))
+  return dataclasses.replace(base, values=values, barrier=height, peak=peak)
 
 
 def _check_ts(ts: Any) -> np.ndarray:
@@ -929,8 +952,8 @@ def plane(start: PyTree, end: PyTree, third: PyTree, *,
     ConfigError: ``end = start`` or ``third`` on the line through them.
   """
   from landscape import directions as _dirs
-  start, end = _check_endpoints(start, end)
-  third = _check_endpoints(start, third)[1]
+  start, end = check_endpoints(start, end)
+  third = check_endpoints(start, third)[1]
   origin, dx, dy = _dirs.plane_through(start, end, third)
   u, v = _unit(dx), _unit(dy)
   out = Plane(origin, u, v, np.zeros((3, 2)), tuple(labels), "three_point")
@@ -986,7 +1009,8 @@ class CertifiedSaddle:
       ``index_upper == 0``) or ``"undetermined"``.
     steps: accepted Newton-MR steps of the search.
     num_hvps: Hessian-vector products of the Lanczos run.
-    start: the index of the path point the search started from.
+    start: the index of the path point the search started from (the highest interior
+      point: the climbing image of a band).
   """
   params: PyTree
   loss: float
@@ -1083,7 +1107,12 @@ def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | Non
   if "method" in find_kwargs:
     raise ConfigError("saddle searches with method='newton_mr'; drop the method argument")
   find_kwargs.setdefault("key", key)
-  point = critical.find(loss_fn, path.point(path.peak), data, method="newton_mr", **find_kwargs)
+  loss = np.asarray(path.values["loss"] if "loss" in path.values else
+                    next(v for k, v in path.values.items() if k.endswith("loss")), np.float64)
+  origin = path.peak
+  if len(loss) > 2 and origin in (0, len(loss) - 1):
+    origin = 1 + int(np.nanargmax(loss[1:-1]))   # the highest interior point, not an end
+  point = critical.find(loss_fn, path.point(origin), data, method="newton_mr", **find_kwargs)
   dim = num_params(point.params)
   k = min(k, dim)
   if num_steps is None:
@@ -1109,4 +1138,4 @@ def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | Non
           "minimum" if converged and upper == 0 else "undetermined")
   return CertifiedSaddle(point.params, point.loss, point.grad_norm, converged, theta, res,
                          largest, float(eps), lower, upper, near_zero, exhaustive, kind,
-                         point.steps, int(bottom.num_hvps), path.peak)
+                         point.steps, int(bottom.num_hvps), origin)

@@ -613,6 +613,331 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
   return path
 
 
+
+# ----------------------------------------------------------------------- paths
+
+PATH_METHODS = ("linear", "curve", "neb")
+_NEB_INITS = ("curve", "linear")
+
+
+def _check_paths(p: _config.PathsConfig, methods: Sequence[str], num: int) -> None:
+  """Refuse path settings before anything is computed or written."""
+  from landscape import paths as _paths
+  if not methods:
+    raise ConfigError("--method names no method; pass e.g. --method linear,curve,neb")
+  for m in methods:
+    _validate.choice("path method", m, PATH_METHODS)
+  if len(set(methods)) != len(methods):
+    raise ConfigError(f"--method lists a method twice ({','.join(methods)}); name each once")
+  _validate.integer("--num (paths.num)", num, low=2, fix="pass e.g. --num 33")
+  _validate.choice("paths.curve_kind", p.curve_kind, _paths.CURVE_KINDS)
+  _validate.choice("paths.neb_init", p.neb_init, _NEB_INITS)
+  _counts("paths", bends=p.bends, curve_batch_size=p.curve_batch_size, n_samples=p.n_samples,
+          batch_size=p.batch_size, saddle_k=p.saddle_k, save_every=p.save_every)
+  _validate.integer("paths.neb_images", p.neb_images, low=3,
+                    fix="set it with --set paths.neb_images=17")
+  _validate.integer("paths.plane_num", p.plane_num, low=2,
+                    fix="set it with --set paths.plane_num=21")
+  for key in ("curve_steps", "neb_steps", "saddle_steps"):
+    _validate.integer(f"paths.{key}", getattr(p, key), low=0,
+                      fix=f"set it with --set paths.{key}=N")
+  for key in ("curve_lr", "neb_tol", "spring", "saddle_tol"):
+    _validate.positive(f"paths.{key}", getattr(p, key), fix=f"set it with --set paths.{key}=...")
+  _validate.positive("paths.plane_margin", p.plane_margin, zero=True,
+                     fix="set it with --set paths.plane_margin=0.25")
+
+
+def _check_path_runs(a: Run, b: Run) -> None:
+  """Refuse two runs that are not two trainings of one model on one dataset and loss."""
+  if a.dir.resolve() == b.dir.resolve():
+    raise ConfigError(f"--to {b.dir} is the run itself; pass a second run of the same config "
+                      f"(e.g. `landscape train --set train.seed=1 --out {a.dir}_seed1`)")
+  ca, cb = _config.to_dict(a.cfg), _config.to_dict(b.cfg)
+  for section in ("data", "model", "loss"):
+    if ca[section] != cb[section]:
+      diff = _config.first_difference(ca[section], cb[section], section)
+      raise ConfigError(f"the runs {a.dir} and {b.dir} differ in {diff}; a path joins two "
+                        "minima of one model: train the second run from the same config with "
+                        "another train.seed")
+
+
+def _method_settings(p: _config.PathsConfig, method: str, num: int) -> dict:
+  """The settings that determine a stored path (its group's identity)."""
+  keys = {"linear": (), "curve": ("curve_kind", "bends", "curve_steps", "curve_lr",
+                                  "curve_batch_size", "seed"),
+          "neb": ("neb_images", "neb_steps", "neb_tol", "spring", "neb_init", "n_samples",
+                  "curve_kind", "bends", "curve_steps", "curve_lr", "curve_batch_size", "seed")}
+  out = {k: getattr(p, k) for k in keys[method]}
+  if method == "neb" and p.neb_init == "linear":
+    out = {k: v for k, v in out.items() if not k.startswith("curve") and k not in ("bends",)}
+  if method != "neb":
+    out["num"] = num
+  return out
+
+
+def _stored_settings(result: Any, method: str) -> dict | None:
+  attrs = result.group_attrs.get(f"paths/{method}")
+  if not attrs or "settings" not in attrs:
+    return None
+  s = attrs["settings"]
+  return json.loads(s) if isinstance(s, str) else s
+
+
+def _tree_arrays(prefix: str, tree: PyTree) -> dict:
+  return {f"{prefix}_{i:04d}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(tree))}
+
+
+def _tree_from(group: dict, prefix: str, like: PyTree) -> PyTree:
+  leaves = [jnp.asarray(group[f"{prefix}_{i:04d}"]) for i in range(len(jax.tree.leaves(like)))]
+  return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
+def _path_group(path: Any, settings: dict) -> tuple[dict, dict]:
+  """The ``paths/<method>`` arrays and attributes of an evaluated path."""
+  arrays = {"t": np.asarray(path.ts, np.float64), "barrier": path.barrier, "peak": path.peak}
+  arrays.update({k: np.asarray(v) for k, v in path.values.items()})
+  attrs = {"method": path.method, "barrier": path.barrier, "peak": path.peak,
+           "settings": json.dumps(settings, sort_keys=True)}
+  return arrays, attrs
+
+
+def _path_line(name: str, path: Any, extra: str = "") -> str:
+  loss = path.values["train_loss"]
+  return (f"  {name:<7} barrier {path.barrier:.4g} (train loss max {np.nanmax(loss):.4g} at "
+          f"t={path.ts[path.peak]:.3f}; ends {loss[0]:.4g}, {loss[-1]:.4g}){extra}")
+
+
+@_progress.reports   # curve-fit and band steps, sweeps and the saddle search through log
+def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = None,
+             methods: Sequence[str] | None = None, num: int | None = None,
+             plane: bool = False, saddle: bool = False, overrides: Sequence[str] = (),
+             overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+  """Paths between the minima of two runs: linear, a fitted curve, a nudged elastic band.
+
+  ``out`` (default ``RUN/path.h5``) is a 1-D result file along the segment from run A
+  (``t = 0``) to run B (``t = 1``): its grid is the linear path (fields ``train_loss``,
+  ``test_loss``, ``train_acc``, ``test_acc``; direction ``x = B − A``), swept and resumed
+  like any surface. Each method adds ``paths/<method>`` (``t``, the four fields along the
+  path, ``barrier``, ``peak``; the curve's control points, the band's images and force
+  history); ``saddle`` adds ``saddle/`` (the band's peak refined by Newton-MR with a
+  certified Morse index); ``plane`` writes ``OUT_plane.h5``, the surface on the plane
+  through A, B and the curve's bend (or the band's peak) with every path projected on it.
+  Curve fitting and the band save their state beside ``out`` every ``paths.save_every``
+  steps, so a killed run resumes to the uninterrupted result; a method already stored
+  with the same settings is read back, not recomputed.
+  """
+  from landscape import io as _io
+  from landscape import paths as _paths
+  from landscape import surface as _surface
+  run = _with_overrides(open_run(run_dir), overrides)
+  other = open_run(to)
+  _check_path_runs(run, other)
+  p = run.cfg.paths
+  methods = list(methods or p.methods)
+  num = p.num if num is None else num
+  _check_paths(p, methods, num)
+  if plane and not {"curve", "neb"} & set(methods):
+    raise ConfigError("--plane draws the plane through A, B and the curve's bend or the "
+                      "band's peak; add --method curve or neb")
+  out = Path(out) if out is not None else run.dir / "path.h5"
+  plane_out = out.with_name(out.stem + "_plane.h5")
+  inputs = [*_run_inputs(run.dir), *_run_inputs(other.dir)]
+  _io.check_output(out, inputs=inputs, overwrite=True)
+  if plane:
+    _io.check_output(plane_out, inputs=[*inputs, out], overwrite=True)
+  variables = run.variables
+  bn_mode = "recompute" if "batch_stats" in variables else "eval"
+  obj = run.objective(bn_mode)
+  start = obj.params
+  end = obj.perturbed_of(other.variables)
+  try:
+    start, end = _paths.check_endpoints(start, end)
+  except ConfigError as exc:
+    raise ConfigError(f"the checkpoints of {run.dir} and {other.dir} differ: {exc}") from None
+  ts = np.linspace(0.0, 1.0, num)
+  direction = jax.tree.map(lambda a, b: b - a, start, end)
+  attrs = {**_surface_attrs(run.cfg, run.dir), "direction_kind": "target", "norm": "none",
+           "ignore": "none", "bn_mode": bn_mode, "path_to": str(other.dir),
+           "path_to_config": json.dumps(_config.to_dict(other.cfg), sort_keys=True)}
+  resumed = _io.check_grid_file(out, xs=ts, attrs=attrs, overwrite=overwrite)
+  stored = _io.load(out) if resumed else None
+  if stored is not None:
+    for m in methods:
+      have = _stored_settings(stored, m)
+      if have is not None and have != _method_settings(p, m, num):
+        diff = _config.first_difference(have, _method_settings(p, m, num), f"paths.{m}")
+        raise ConfigError(f"{out} holds a {m} path made with other settings ({diff}); pass "
+                          "--overwrite to recompute it, or another --out")
+  splits = run.splits(["train", "test"])
+  subset = run.data("train", p.n_samples)
+  fields = [f"{sp}_{n}" for sp in splits for n in ("loss", *obj.metrics)]
+  dtype = _surface.float_dtype(start)
+  state_of = {m: out.with_name(out.name + f".{m}.state") for m in ("curve", "neb")}
+  log(f"paths from {run.dir} (t=0) to {other.dir} (t=1): {', '.join(methods)}"
+      f"{' + saddle' if saddle else ''}{' + plane' if plane else ''} -> {out}")
+
+  # The linear path is the file's grid: a resumable 1-D sweep.
+  with _io.GridFile.open(out, xs=ts, fields=fields, attrs=attrs, directions=[direction],
+                         overwrite=overwrite) as writer:
+    done = writer.done
+    if not done.all():
+      _surface.sweep(obj.point_fn([direction]), ts, None, splits=splits,
+                     batch_size=p.batch_size, done=done, on_chunk=writer.write_points,
+                     dtype=dtype, point_bytes=_param_bytes(start), desc="linear path")
+  result = _io.load(out)
+  barrier_fn = _paths.barrier
+  lin_values = {k: result.fields[k] for k in fields}
+  b, peak = barrier_fn(ts, lin_values["train_loss"].astype(np.float64))
+  found: dict[str, Any] = {"linear": _paths.Path("linear", ts, lin_values, b, peak, start, end)}
+  groups: dict[str, tuple[dict, dict]] = {}
+  if "linear" in methods:
+    groups["linear"] = _path_group(found["linear"], _method_settings(p, "linear", num))
+    _io.write_group(out, "paths/linear", *groups["linear"])
+  log(_path_line("linear", found["linear"]))
+
+  curve = None
+  if "curve" in methods or ("neb" in methods and p.neb_init == "curve"):
+    settings = _method_settings(p, "curve", num)
+    group = result.groups.get("paths", {})
+    if _stored_settings(result, "curve") == settings and "curve/control_0000" in group:
+      sub = {k.removeprefix("curve/"): v for k, v in group.items() if k.startswith("curve/")}
+      bends = jax.tree.map(lambda a: a[1:-1], _tree_from(sub, "control", jax.tree.map(
+          lambda a: jnp.stack([a, a, a]), start)))
+      curve = _paths.Curve(p.curve_kind, start, end, bends, np.asarray(sub["history"]),
+                           p.curve_steps)
+      log(f"curve: read back from {out} (fitted before with the same settings)")
+    else:
+      import optax
+      curve = _paths.fit_curve(obj.loss_fn, start, end, run.data("train"), kind=p.curve_kind,
+                               bends=p.bends, steps=p.curve_steps,
+                               optimizer=optax.adam(p.curve_lr),
+                               batch_size=p.curve_batch_size, key=jax.random.key(p.seed),
+                               state_path=state_of["curve"], save_every=p.save_every,
+                               tag=json.dumps(settings, sort_keys=True))
+    along = _paths.evaluate(obj.loss_fn, curve, ts=num, splits=splits, batch_size=p.batch_size,
+                            metrics=obj.metrics)
+    found["curve"] = along
+    if "curve" in methods:
+      arrays, gattrs = _path_group(along, settings)
+      arrays.update(_tree_arrays("control", curve.control_points), history=curve.history)
+      gattrs.update(curve_kind=curve.kind, bends=curve.num_bends, steps=curve.steps)
+      groups["curve"] = (arrays, gattrs)
+      _io.write_group(out, "paths/curve", arrays, gattrs)
+      log(_path_line("curve", along, f", {curve.kind} with {curve.num_bends} bend(s), "
+                     f"{curve.steps} steps"))
+    state_of["curve"].unlink(missing_ok=True)
+
+  band = None
+  if "neb" in methods:
+    settings = _method_settings(p, "neb", num)
+    group = {k.removeprefix("neb/"): v for k, v in result.groups.get("paths", {}).items()
+             if k.startswith("neb/")}
+    if _stored_settings(result, "neb") == settings and "images_0000" in group:
+      images = _tree_from(group, "images", start)
+      hist = np.asarray(group["history"])
+      gat = result.group_attrs.get("paths/neb", {})
+      band = _paths.Path("neb", np.asarray(group["t"]), {"loss": np.asarray(group["band_loss"])},
+                         float(gat["band_barrier"]), int(gat["band_peak"]), start, end, images,
+                         hist, bool(gat["converged"]), int(gat["steps"]))
+      log(f"neb: read back from {out} (relaxed before with the same settings)")
+    else:
+      init = None
+      if p.neb_init == "curve" and curve is not None:
+        tsi = jnp.linspace(0.0, 1.0, p.neb_images, dtype=dtype)
+        w = jax.vmap(lambda t: _paths.curve_weights(curve.kind, curve.num_bends + 2, t))(tsi)
+        init = jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1),
+                            curve.control_points)
+      band = _paths.neb(obj.loss_fn, start, end, subset, num_images=p.neb_images,
+                        steps=p.neb_steps, tol=p.neb_tol, spring=p.spring,
+                        batch_size=p.batch_size, init=init, state_path=state_of["neb"],
+                        save_every=p.save_every)
+    on_data = _paths.evaluate(obj.loss_fn, band, splits=splits, batch_size=p.batch_size,
+                              metrics=obj.metrics)
+    found["neb"] = on_data
+    arrays, gattrs = _path_group(on_data, settings)
+    arrays.update(_tree_arrays("images", band.images), history=band.history,
+                  band_loss=band.values["loss"])
+    gattrs.update(converged=bool(band.converged), steps=int(band.steps),
+                  num_images=p.neb_images, band_barrier=band.barrier, band_peak=band.peak,
+                  num_samples=int(subset[0].shape[0]))
+    groups["neb"] = (arrays, gattrs)
+    _io.write_group(out, "paths/neb", arrays, gattrs)
+    state_of["neb"].unlink(missing_ok=True)
+    log(_path_line("neb", on_data, f", {band.steps} steps, "
+                   f"{'converged' if band.converged else 'not converged'} (max force "
+                   f"{band.history[-1]:.3g}, tol {p.neb_tol:g}, on {subset[0].shape[0]} samples)"))
+
+  saddle_group = None
+  if saddle:
+    source = band if band is not None else found.get("curve") or found["linear"]
+    name = source.method
+    cs = _paths.saddle(obj.loss_fn, source, subset, k=p.saddle_k, tol=p.saddle_tol,
+                       max_steps=p.saddle_steps, batch_size=p.batch_size,
+                       key=jax.random.key(p.seed))
+    upper = -1 if cs.index_upper is None else int(cs.index_upper)
+    saddle_group = ({"eigenvalues": cs.eigenvalues, "residuals": cs.residuals},
+                    {"loss": cs.loss, "grad_norm": cs.grad_norm, "largest": cs.largest,
+                     "eps": cs.eps, "index_lower": cs.index_lower, "index_upper": upper,
+                     "near_zero": cs.near_zero, "exhaustive": bool(cs.exhaustive),
+                     "converged": bool(cs.converged), "kind": cs.kind, "method": name,
+                     "start": int(cs.start), "t": float(source.ts[cs.start]),
+                     "num_samples": int(subset[0].shape[0])})
+    _io.write_group(out, "saddle", *saddle_group)
+    bounds = f"[{cs.index_lower}, {'?' if cs.index_upper is None else cs.index_upper}]"
+    note = "" if cs.kind == "saddle" and cs.index_lower == 1 and cs.index_upper == 1 else (
+        "  (not a certified index-1 saddle: a minimum-energy path's highest point should be)")
+    log(f"  saddle  from the {name} peak (t={source.ts[cs.start]:.3f}): {cs.kind}, loss "
+        f"{cs.loss:.6g}, |grad| {cs.grad_norm:.2e}, index in {bounds}, {cs.near_zero} "
+        f"near-zero of {len(cs.eigenvalues)} smallest (eps {cs.eps:.2e}){note}")
+
+  if plane:
+    _path_plane(plane_out, obj, start, end, curve, band, found, groups, saddle_group, attrs,
+                p, splits, fields, overwrite, log)
+  return out
+
+
+def _path_plane(plane_out: Path, obj, start, end, curve, band, found, groups, saddle_group,
+                attrs, p, splits, fields, overwrite, log) -> None:
+  """The surface on the plane through A, B and the bend (or the band's peak)."""
+  from landscape import io as _io
+  from landscape import paths as _paths
+  from landscape import surface as _surface
+  if curve is not None:
+    third, label = jax.tree.map(lambda a: a[0], curve.bends), "bend"
+  else:
+    third, label = band.point(band.peak), "NEB peak"
+  pl = _paths.plane(start, end, third, labels=("A", "B", label))
+  xs_pts, ys_pts = pl.points[:, 0], pl.points[:, 1]
+  dist = float(xs_pts[1])
+  m = p.plane_margin * dist
+  xs = np.linspace(min(xs_pts.min(), 0.0) - m, max(xs_pts.max(), dist) + m, p.plane_num)
+  ys = np.linspace(min(ys_pts.min(), 0.0) - m, max(ys_pts.max(), 0.0) + m, p.plane_num)
+  plane_attrs = {**attrs, "direction_kind": "plane"}
+  with _io.GridFile.open(plane_out, xs=xs, ys=ys, fields=fields, attrs=plane_attrs,
+                         directions=[pl.u, pl.v], overwrite=overwrite) as writer:
+    done = writer.done
+    if not done.all():
+      log(f"plane through A, B and the {label}: {p.plane_num}x{p.plane_num} grid -> "
+          f"{plane_out}")
+      _surface.sweep(_surface.point_loss_fn(obj.loss_fn, pl.origin, [pl.u, pl.v], obj.metrics),
+                     xs, ys, splits=splits, batch_size=p.batch_size, done=done,
+                     on_chunk=writer.write_points, dtype=_surface.float_dtype(start),
+                     point_bytes=2 * _param_bytes(start), desc="plane")
+    writer.write_group("plane", {"points_x": xs_pts, "points_y": ys_pts,
+                                 "labels": list(pl.labels)}, {"plane_kind": pl.kind})
+    for name, path in found.items():
+      if name not in groups:
+        continue
+      arrays, gattrs = groups[name]
+      xy = pl.project(path.points)
+      keep = {k: v for k, v in arrays.items()
+              if not k.startswith(("control_", "images_"))}
+      writer.write_group(f"paths/{name}", {**keep, "plane_x": xy[:, 0], "plane_y": xy[:, 1]},
+                         gattrs)
+    if saddle_group is not None:
+      writer.write_group("saddle", *saddle_group)
+
+
 def run_info(path: str | Path) -> str:
   """A human-readable summary of a result file.
 

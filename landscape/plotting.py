@@ -21,7 +21,10 @@ surface draws a note instead of failing.
 
 The figure kinds of :func:`render` live in one registry, :data:`FIGURE_KINDS` (name ->
 :class:`FigureKind`: how to draw it, what it needs, its aspect); :data:`KINDS` is their
-names. A new kind is one :func:`register_kind` call.
+names. A new kind is one :func:`register_kind` call. The files of ``landscape path`` draw
+as ``path`` (loss along the paths, barriers), ``plane`` (the plane through the two minima
+and a bend or saddle, paths projected on it) and ``saddle_spectrum`` (the certified
+smallest eigenvalues at the saddle).
 
   >>> import landscape as ls
   >>> res = ls.io.load("results/default/landscape.h5")
@@ -49,7 +52,9 @@ from matplotlib import colors as mcolors
 from matplotlib import style as mstyle
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 from landscape.errors import ConfigError, DataError, unknown_name
@@ -61,7 +66,8 @@ __all__ = [
     "masked_field", "plot_1d", "plot_1d_overlay", "plot_contour", "plot_contourf",
     "plot_critical_on_contour", "plot_density", "plot_eig_map", "plot_eig_ratio",
     "plot_heatmap", "plot_linear_landscape", "plot_loss_functions", "plot_loss_vs_index",
-    "plot_surface3d", "plot_trajectory", "register_kind", "render", "render_all",
+    "plot_path_plane", "plot_paths", "plot_saddle_spectrum", "plot_surface3d",
+    "plot_trajectory", "register_kind", "render", "render_all",
     "unregister_kind", "use_style",
 ]
 
@@ -100,7 +106,17 @@ _HOWTO = {
     "hessian": "run `landscape hessian FILE --density` first",
     "critical": "run `landscape critical FILE` first",
     "trajectory": "sweep the PCA plane of a training trajectory to get one",
+    "paths": "compute the paths between two runs with `landscape path` first",
+    "plane": "compute the paths with `landscape path ... --plane` to store a plane",
+    "saddle": "compute the paths with `landscape path ... --saddle` to refine a saddle",
 }
+# The path methods of a `landscape path` file, in drawing order, and their fixed colours
+# (a method not listed here is drawn after them in the next colours).
+_PATH_METHODS = ("linear", "curve", "neb")
+_PATH_COLORS = {"linear": "C0", "curve": "C1", "neb": "C2"}
+# A saddle spectrum whose nonzero |eigenvalues| span at least this ratio is drawn on a
+# symlog axis (linear within the eps band).
+_SYMLOG_SPAN = 1e3
 
 
 # ----------------------------------------------------------------------------- style
@@ -282,6 +298,86 @@ def _group(result: Any, name: str, need: Sequence[str] = ()) -> Mapping[str, Any
     if key not in group:
       raise ConfigError(f"{_name(result)} has no {name}/{key} dataset; {_HOWTO[name]}")
   return group
+
+
+def _has_grid(result: Any) -> bool:
+  """Whether the result holds grid coordinates (a `landscape path` file without
+  ``--plane`` holds only groups)."""
+  grid = getattr(result, "grid", None)
+  xs = getattr(result, "xs", None) if grid is None else getattr(grid, "xs", None)
+  return xs is not None and np.size(xs) > 0
+
+
+def _group_attrs(result: Any, name: str) -> Mapping[str, Any]:
+  """The attributes of group ``name`` (``"saddle"``, or a nested ``"paths/neb"``).
+
+  Read from ``result.group_attrs``: the entry ``name`` (a nested group keyed
+  ``"sub/name"``, as ``result.groups`` keys its nested datasets), else
+  ``group_attrs[top][sub]`` when that is a mapping; ``{}`` when the result does not
+  expose them (the callers then derive what they need from the datasets).
+  """
+  attrs = _mapping(result, "group_attrs")
+  if isinstance(attrs.get(name), Mapping):
+    return attrs[name]
+  top, _, sub = name.partition("/")
+  nested = attrs.get(top) if sub else None
+  value = nested.get(sub) if isinstance(nested, Mapping) else None
+  return value if isinstance(value, Mapping) else {}
+
+
+def _subgroups(group: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+  """The subgroups of a group: ``{"linear": {"t": ..., ...}, ...}``, from the flat
+  ``"linear/t"`` keys of :class:`landscape.io.Result` or from nested mappings."""
+  out: dict[str, dict[str, Any]] = {}
+  for key, value in group.items():
+    if isinstance(value, Mapping):
+      out.setdefault(str(key), {}).update(value)
+    elif "/" in str(key):
+      sub, _, rest = str(key).partition("/")
+      out.setdefault(sub, {})[rest] = value
+  return out
+
+
+def _path_methods(result: Any) -> dict[str, dict[str, Any]]:
+  """The methods of the ``paths`` group holding ``t`` and ``train_loss``, in drawing order
+  (linear, curve, neb, then any other by name)."""
+  subs = _subgroups(_mapping(result, "groups").get("paths") or {})
+  usable = {m: g for m, g in subs.items() if "t" in g and "train_loss" in g}
+  order = [m for m in _PATH_METHODS if m in usable] + \
+      sorted(m for m in usable if m not in _PATH_METHODS)
+  return {m: usable[m] for m in order}
+
+
+def _path_color(method: str, methods: Sequence[str]) -> str:
+  if method in _PATH_COLORS:
+    return _PATH_COLORS[method]
+  others = [m for m in methods if m not in _PATH_COLORS]
+  return f"C{(len(_PATH_COLORS) + others.index(method)) % 10}"
+
+
+def _attr(attrs: Mapping[str, Any], key: str, cast: Callable[[Any], Any]) -> Any:
+  """``cast(attrs[key])`` (bytes decoded, 0-d arrays unwrapped), or None when absent or
+  not castable."""
+  value = attrs.get(key)
+  if value is None:
+    return None
+  if isinstance(value, bytes):
+    value = value.decode()
+  if isinstance(value, np.ndarray) and value.size == 1:
+    value = value.reshape(()).item()
+  try:
+    return cast(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def _index_text(lower: Any, upper: Any) -> str | None:
+  """``"index in [l, u]"``, ``"index ≥ l"`` when the upper bound is unknown (-1)."""
+  if lower is None:
+    return None
+  if upper is None or upper < 0:
+    return f"index ≥ {lower}"
+  return f"index in [{lower}, {upper}]"
 
 
 def _axis_labels(result: Any) -> tuple[str, str]:
@@ -1317,6 +1413,321 @@ def plot_linear_landscape(ax: Axes, ws: Float[np.ndarray, "nw"], bs: Float[np.nd
   return art
 
 
+# ---------------------------------------------------------------------- path plots
+
+
+def _path_curve(result: Any, method: str, group: Mapping[str, Any],
+                key: str) -> np.ndarray | None:
+  """``paths/<method>/<key>`` as a float vector of the length of its ``t``, or None."""
+  if key not in group:
+    return None
+  values = _vector(group[key], f"paths/{method}/{key}")
+  n = np.size(group["t"])
+  if values.shape != (n,):
+    raise DataError(f"{_name(result)}: paths/{method}/{key} has shape {values.shape} but "
+                    f"paths/{method}/t has ({n},); they must match, recompute the paths")
+  return values
+
+
+def _path_barrier(t: np.ndarray, loss: np.ndarray) -> float:
+  """``max_t [L(t) − ((1 − t) L(0) + t L(1))]`` as the schema defines it (NaN if the ends
+  or every point are not finite)."""
+  if t.size < 2 or not (np.isfinite(loss[0]) and np.isfinite(loss[-1])):
+    return float("nan")
+  above = loss - ((1 - t) * loss[0] + t * loss[-1])
+  above = above[np.isfinite(above)]
+  return float(above.max()) if above.size else float("nan")
+
+
+def plot_paths(ax: Axes, result: Any, *, log: bool = False, acc: bool = True,
+               saddle: bool = True, **kw: Any) -> dict[str, Any]:
+  """Loss along the paths between two minima, one colour per method, barriers in the legend.
+
+  Draws the train loss (solid) and test loss (dashed) of every method the ``paths`` group
+  holds (linear blue, curve orange, neb green) against ``t`` (linear, curve: the path
+  parameter; neb: normalized arc length), the highest point of each train curve as a
+  triangle, and accuracies (when stored) on a twin axis (dotted train, dash-dotted test).
+  The legend reads ``"linear (barrier 0.84)"``: the stored ``barrier`` attribute of
+  ``paths/<method>`` when the result exposes it, else the same quantity computed from the
+  train loss, ``max_t [L(t) − ((1 − t) L(0) + t L(1))]``. A ``saddle`` group (a refined
+  critical point) is marked at its ``t`` and loss (attributes), with its kind and index
+  bounds in the legend.
+
+  Args:
+    ax: the Axes for the losses.
+    result: a result with a ``paths`` group: ``paths/<method>/t``, ``train_loss`` (m,),
+      optional ``test_loss``, ``train_acc``, ``test_acc`` (m,); attributes (``barrier``,
+      ``peak``) from ``result.group_attrs["paths/<method>"]`` when present; optional
+      ``saddle`` group attributes ``t``, ``loss``, ``kind``, ``index_lower``,
+      ``index_upper``, ``method``.
+    log: log-scale loss axis.
+    acc: draw stored accuracies on a twin axis.
+    saddle: mark the saddle when the result has one.
+    **kw: passed to every loss ``ax.plot``.
+
+  Returns:
+    ``{"train": {method: Line2D}, "test": {method: Line2D}, "train_acc", "test_acc":
+    {method: Line2D}, "peak": {method: Line2D}, "barrier": {method: float},
+    "saddle": Line2D | None, "ax_acc": Axes | None, "legend": Legend}``.
+
+  Raises:
+    ConfigError: no ``paths`` group, or no method in it with ``t`` and ``train_loss``.
+    DataError: a curve's length differs from its ``t``.
+
+  Example:
+    >>> art = plot_paths(ax, ls.io.load("results/ab/path.h5")); art["barrier"]["neb"]
+
+  References:
+    Garipov, Izmailov, Podoprikhin, Vetrov, Wilson, "Loss Surfaces, Mode Connectivity, and
+    Fast Ensembling of DNNs", NeurIPS 2018. Draxler, Veschgini, Salmhofer, Hamprecht,
+    "Essentially No Barriers in Neural Network Energy Landscape", ICML 2018. Frankle,
+    Dziugaite, Roy, Carbin, "Linear Mode Connectivity and the Lottery Ticket Hypothesis",
+    ICML 2020.
+  """
+  _group(result, "paths")
+  methods = _path_methods(result)
+  if not methods:
+    raise ConfigError(f"{_name(result)} has no paths/<method>/t and train_loss datasets; "
+                      f"{_HOWTO['paths']}")
+  art: dict[str, Any] = {"train": {}, "test": {}, "train_acc": {}, "test_acc": {},
+                         "peak": {}, "barrier": {}, "saddle": None, "ax_acc": None}
+  handles: list[Any] = []
+  has_test = has_acc = False
+  for method, group in methods.items():
+    color = _path_color(method, list(methods))
+    t = _vector(group["t"], f"paths/{method}/t")
+    train = _path_curve(result, method, group, "train_loss")
+    attrs = _group_attrs(result, f"paths/{method}")
+    barrier = _attr(attrs, "barrier", float)
+    if barrier is None:
+      barrier = _path_barrier(t, train)
+    art["barrier"][method] = barrier
+    label = f"{method} (barrier {barrier:.3g})" if np.isfinite(barrier) else method
+    art["train"][method], = ax.plot(t, train, **{"color": color, "ls": "-", "label": label,
+                                                 **kw})
+    handles.append(art["train"][method])
+    test = _path_curve(result, method, group, "test_loss")
+    if test is not None:
+      has_test = True
+      art["test"][method], = ax.plot(t, test, **{"color": color, "ls": "--", **kw})
+    peak = _attr(attrs, "peak", int)
+    if peak is None or not 0 <= peak < t.size or not np.isfinite(train[peak]):
+      peak = int(np.nanargmax(np.where(np.isfinite(train), train, -np.inf))) \
+          if np.isfinite(train).any() else None
+    if peak is not None:
+      art["peak"][method], = ax.plot(t[peak:peak + 1], train[peak:peak + 1], "^",
+                                     color=color, markeredgecolor="k", markersize=5,
+                                     zorder=4)
+    has_acc |= acc and any(k in group for k in ("train_acc", "test_acc"))
+  if has_acc:
+    ax2 = ax.twinx()
+    for method, group in methods.items():
+      color = _path_color(method, list(methods))
+      t = _vector(group["t"], f"paths/{method}/t")
+      for key, style in (("train_acc", ":"), ("test_acc", "-.")):
+        values = _path_curve(result, method, group, key)
+        if values is not None:
+          art[key][method], = ax2.plot(t, values, color=color, ls=style, alpha=0.7,
+                                       linewidth=0.8)
+    ax2.set_ylabel("accuracy (dotted)")
+    art["ax_acc"] = ax2
+  handles.append(Line2D([], [], color="0.2", ls="-", label="train loss"))
+  if has_test:
+    handles.append(Line2D([], [], color="0.2", ls="--", label="test loss"))
+  if art["peak"]:
+    handles.append(Line2D([], [], ls="none", marker="^", color="0.5", markeredgecolor="k",
+                          markersize=5, label="highest point"))
+  if saddle and "saddle" in _mapping(result, "groups"):
+    attrs = _group_attrs(result, "saddle")
+    st, sl = _attr(attrs, "t", float), _attr(attrs, "loss", float)
+    if st is not None and sl is not None and np.isfinite(st) and np.isfinite(sl):
+      kind = _attr(attrs, "kind", str) or "critical point"
+      index = _index_text(_attr(attrs, "index_lower", int), _attr(attrs, "index_upper", int))
+      origin = _attr(attrs, "method", str)
+      label = kind + (f" ({index})" if index else "") + (f" from {origin}" if origin else "")
+      color = _path_color(origin, list(methods)) if origin in methods else "k"
+      art["saddle"], = ax.plot([st], [sl], "X", color=color, markeredgecolor="k",
+                               markersize=7, zorder=5, label=label)
+      handles.append(art["saddle"])
+  if log:
+    ax.set_yscale("log")
+  ax.set_xlabel("t (neb: normalized arc length)" if "neb" in methods else "t")
+  ax.set_ylabel("loss")
+  art["legend"] = _legend(ax, handles)
+  return art
+
+
+def plot_path_plane(ax: Axes, result: Any, *, field: str | None = None, vmin: float = 0.1,
+                    vmax: float = 10.0, vlevel: float = 0.5, levels: ArrayLike | None = None,
+                    log_levels: bool = False, num_levels: int = 20, labels: bool = True,
+                    paths: bool = True, **kw: Any) -> dict[str, Any]:
+  """The plane through three points (two minima and a bend or a saddle) with the paths.
+
+  Loss contours of the stored 2-D grid (levels as :func:`plot_contour`), the three points
+  that define the plane (``plane/points_x``, ``points_y``) as white circles labelled
+  with ``plane/labels``, and each method's path projected onto the plane
+  (``paths/<method>/plane_x``, ``plane_y``) as a polyline in the method's colour (linear
+  blue, curve orange, neb green). The plane coordinates are distances in parameter space,
+  so the axes have equal aspect.
+
+  Args:
+    ax: the Axes.
+    result: a 2-D result with a ``plane`` group: ``points_x`` (3,), ``points_y`` (3,),
+      optional ``labels`` (3,); optional ``paths/<method>/plane_x``, ``plane_y`` (m,).
+    field, vmin, vmax, vlevel, levels, log_levels, num_levels, labels: the contours, as
+      :func:`plot_contour`.
+    paths: draw the projected paths.
+    **kw: passed to ``ax.contour``.
+
+  Returns:
+    ``{"contour", "points": Line2D (the three points), "point_labels": [Annotation],
+    "paths": {method: Line2D}, "legend", "note", ...}``.
+
+  Raises:
+    ConfigError: no ``plane`` group, or a 1-D result.
+    DataError: ``points_x``/``points_y``/``labels`` or a path's ``plane_x``/``plane_y``
+      differ in length.
+
+  Example:
+    >>> art = plot_path_plane(ax, ls.io.load("results/ab/path.h5"), vmax=5)
+
+  References:
+    Garipov, Izmailov, Podoprikhin, Vetrov, Wilson, "Loss Surfaces, Mode Connectivity, and
+    Fast Ensembling of DNNs", NeurIPS 2018 (Fig. 1: the plane through the two minima and
+    the bend of the curve).
+  """
+  plane = _group(result, "plane", need=("points_x", "points_y"))
+  px = _vector(plane["points_x"], "plane/points_x")
+  py = _vector(plane["points_y"], "plane/points_y")
+  if px.shape != py.shape or px.size == 0:
+    raise DataError(f"{_name(result)}: plane/points_x has shape {px.shape} and points_y "
+                    f"{py.shape}; they must be equal and non-empty")
+  names = _strings(plane.get("labels"), px.size)
+  if names.size != px.size:
+    raise DataError(f"{_name(result)}: plane/labels has {names.size} entries for "
+                    f"{px.size} points; they must match")
+  lv = _levels(vmin, vmax, vlevel, levels, log_levels, num_levels)
+  art = _draw_contour(ax, result, field, lv, labels, **kw)
+  art["paths"] = {}
+  if paths:
+    subs = _subgroups(_mapping(result, "groups").get("paths") or {})
+    order = [m for m in _PATH_METHODS if m in subs] + \
+        sorted(m for m in subs if m not in _PATH_METHODS)
+    for method in order:
+      group = subs[method]
+      if "plane_x" not in group or "plane_y" not in group:
+        continue
+      x = _vector(group["plane_x"], f"paths/{method}/plane_x")
+      y = _vector(group["plane_y"], f"paths/{method}/plane_y")
+      if x.shape != y.shape:
+        raise DataError(f"{_name(result)}: paths/{method}/plane_x has shape {x.shape} but "
+                        f"plane_y {y.shape}; they must match, recompute the paths")
+      art["paths"][method], = ax.plot(x, y, color=_path_color(method, order), marker=".",
+                                      markersize=2, linewidth=1.0, label=method, zorder=3)
+  art["points"], = ax.plot(px, py, ls="none", marker="o", color="k",
+                           markerfacecolor="white", markersize=5, zorder=5,
+                           label="plane points")
+  art["point_labels"] = [
+      ax.annotate(str(name), (x, y), xytext=(4, 4), textcoords="offset points",
+                  fontsize="x-small", zorder=6)
+      for name, x, y in zip(names, px, py)]
+  ax.set_aspect("equal")
+  ax.set_xlabel("plane x (parameter distance)")
+  ax.set_ylabel("plane y (parameter distance)")
+  art["legend"] = _legend(ax, [*art["paths"].values(), art["points"], *art["bad_handles"]])
+  return art
+
+
+def plot_saddle_spectrum(ax: Axes, result: Any, *, symlog: bool | None = None,
+                         **kw: Any) -> dict[str, Any]:
+  """The smallest Hessian eigenvalues at a refined saddle, with their certified bounds.
+
+  The Ritz values ``θ_i`` (``saddle/eigenvalues``, ascending) with error bars of their
+  residuals ``r_i = ‖H v_i − θ_i v_i‖`` (``saddle/residuals``): an eigenvalue of the
+  Hessian lies within ``r_i`` of each ``θ_i``. The band ``[−ε, ε]`` (attribute ``eps``)
+  of eigenvalues treated as zero is shaded; values certainly negative
+  (``θ_i + r_i < −ε``, the ones ``index_lower`` counts) are red. The title gives the
+  point's kind and its index bounds, ``"saddle: index in [1, 2]"``, or
+  ``"index ≥ 1"`` when the upper bound is unknown (``index_upper = −1``). Values whose
+  nonzero magnitudes span three decades or more are drawn on a symlog axis (linear
+  inside ``ε``).
+
+  Args:
+    ax: the Axes.
+    result: a result with a ``saddle`` group: ``eigenvalues`` (k,), optional
+      ``residuals`` (k,); attributes (``result.group_attrs["saddle"]``) ``eps``, ``kind``,
+      ``index_lower``, ``index_upper``, ``converged``.
+    symlog: force (True) or forbid (False) the symlog axis; None: by the span.
+    **kw: passed to ``ax.errorbar``.
+
+  Returns:
+    ``{"errorbar": ErrorbarContainer, "negative": Line2D | None, "band": Polygon | None,
+    "title": Text, "symlog": bool, "legend": Legend}``.
+
+  Raises:
+    ConfigError: no ``saddle`` group or no ``saddle/eigenvalues``.
+    DataError: residuals of another length than the eigenvalues, or negative ones.
+
+  Example:
+    >>> art = plot_saddle_spectrum(ax, ls.io.load("results/ab/path.h5"))
+
+  References:
+    Parlett, "The Symmetric Eigenvalue Problem", SIAM 1998 (Thm. 4.5.1: an eigenvalue lies
+    within the residual norm of each Ritz value). Dauphin et al., "Identifying and
+    attacking the saddle point problem in high-dimensional non-convex optimization",
+    NeurIPS 2014.
+  """
+  group = _group(result, "saddle", need=("eigenvalues",))
+  attrs = _group_attrs(result, "saddle")
+  ev = _vector(group["eigenvalues"], "saddle/eigenvalues")
+  res = None
+  if "residuals" in group:
+    res = _vector(group["residuals"], "saddle/residuals")
+    if res.shape != ev.shape:
+      raise DataError(f"{_name(result)}: saddle/residuals has shape {res.shape} but "
+                      f"eigenvalues {ev.shape}; they must match")
+    if np.any(res < 0):
+      raise DataError(f"{_name(result)}: saddle/residuals holds negative values; residual "
+                      "norms are >= 0, recompute the saddle")
+  n = np.arange(1, ev.size + 1)
+  eps = _attr(attrs, "eps", float)
+  eps = eps if eps is not None and np.isfinite(eps) and eps >= 0 else None
+  art: dict[str, Any] = {"band": None, "negative": None}
+  if eps:
+    art["band"] = ax.axhspan(-eps, eps, color="0.88", zorder=0,
+                             label=f"|λ| ≤ ε = {eps:.2g}")
+  ax.axhline(0.0, color="0.6", linewidth=0.5, zorder=0.5)
+  yerr = None if res is None else np.where(np.isfinite(res), res, 0.0)
+  art["errorbar"] = ax.errorbar(n, ev, yerr=yerr, **{
+      "fmt": "o", "color": "C0", "markersize": 3, "capsize": 2, "elinewidth": 0.8,
+      "label": "Ritz value ± residual" if res is not None else "Ritz value", **kw})
+  upper = ev + (0.0 if yerr is None else yerr)
+  with np.errstate(invalid="ignore"):
+    neg = np.isfinite(ev) & (upper < -(eps or 0.0))
+  if neg.any():
+    art["negative"], = ax.plot(n[neg], ev[neg], ls="none", marker="o", color="C3",
+                               markersize=3, zorder=3, label="certainly negative")
+  magnitude = np.abs(ev[np.isfinite(ev) & (ev != 0)])
+  if symlog is None:
+    symlog = magnitude.size > 1 and magnitude.max() / magnitude.min() >= _SYMLOG_SPAN
+  if symlog and magnitude.size:
+    ax.set_yscale("symlog", linthresh=float(eps or magnitude.min()))
+  art["symlog"] = bool(symlog and magnitude.size)
+  kind = _attr(attrs, "kind", str)
+  index = _index_text(_attr(attrs, "index_lower", int), _attr(attrs, "index_upper", int))
+  title = ": ".join(p for p in (kind, index) if p) or "smallest Hessian eigenvalues"
+  if _attr(attrs, "converged", bool) is False:
+    title += " (not converged)"
+  art["title"] = ax.set_title(title, fontsize="small")
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_xlabel("Ritz value (smallest first)")
+  ax.set_ylabel("Hessian eigenvalue λ")
+  if ev.size == 0 or not np.isfinite(ev).any():
+    _note(ax, "no finite eigenvalues to draw")
+  art["legend"] = ax.legend(fontsize="x-small", loc="best")
+  return art
+
+
 # ---------------------------------------------------------------- figures of a file
 
 
@@ -1439,7 +1850,11 @@ def kinds_supported(result: Any) -> list[str]:
   (``heatmap`` 1 x n or larger, the others at least 2 x 2); ``trajectory`` also a
   ``trajectory`` group; ``eig_ratio`` both ``max_eig`` and ``min_eig``; ``eig_map``
   either; ``density`` ``hessian/density``; ``critical`` a 2-D grid and a ``critical``
-  group; ``loss_vs_index`` ``critical/index`` and ``critical/loss``.
+  group; ``loss_vs_index`` ``critical/index`` and ``critical/loss``; ``path`` a ``paths``
+  group with ``<method>/t`` and ``<method>/train_loss`` for some method; ``plane`` a 2-D
+  grid and ``plane/points_x``, ``plane/points_y``; ``saddle_spectrum``
+  ``saddle/eigenvalues``. A result without a grid (a ``landscape path`` file without
+  ``--plane``) supports only the group kinds.
 
   Args:
     result: a result (see the module docstring).
@@ -1469,6 +1884,8 @@ def _check_kind(result: Any, kind: str) -> FigureKind:
 # The built-in kinds: what each needs.
 
 def _needs_line_loss(result: Any) -> str | None:
+  if not _has_grid(result):
+    return "has no grid (no xcoordinates)"
   if _ndim(result) == 2:
     return "is a 2-D result (use contour, contourf, heatmap or surface3d)"
   fields = _mapping(result, "fields")
@@ -1479,6 +1896,8 @@ def _needs_line_loss(result: Any) -> str | None:
 def _needs_plane(min_points: int) -> Callable[[Any], str | None]:
   """A 2-D grid of at least ``min_points`` per side, with a loss (or accuracy) field."""
   def requires(result: Any) -> str | None:
+    if not _has_grid(result):
+      return "has no grid (no xcoordinates)"
     if _ndim(result) != 2:
       return "is a 1-D result"
     fields = _mapping(result, "fields")
@@ -1516,6 +1935,13 @@ def _needs_all(*checks: Callable[[Any], str | None]) -> Callable[[Any], str | No
   def requires(result: Any) -> str | None:
     return next((r for r in (check(result) for check in checks) if r is not None), None)
   return requires
+
+
+def _needs_paths(result: Any) -> str | None:
+  """A ``paths`` group with at least one method holding ``t`` and ``train_loss``."""
+  if "paths" not in _mapping(result, "groups"):
+    return "has no paths/ group"
+  return None if _path_methods(result) else "has no paths/<method>/t and train_loss"
 
 
 def _field_default(result: Any) -> dict[str, Any]:
@@ -1558,6 +1984,12 @@ def _builtin_kinds() -> list[FigureKind]:
       FigureKind("loss_vs_index", _draw_loss_vs_index, _needs_group(
           "critical", ("index", "loss"), "has no critical/index and critical/loss"),
           aspect=0.75),
+      FigureKind("path", plot_paths, _needs_paths, aspect=0.8),
+      FigureKind("plane", plot_path_plane, _needs_all(plane, _needs_group(
+          "plane", ("points_x", "points_y"), "has no plane/points_x and plane/points_y")),
+          aspect=1.0, defaults=_field_default),
+      FigureKind("saddle_spectrum", plot_saddle_spectrum, _needs_group(
+          "saddle", ("eigenvalues",), "has no saddle/eigenvalues"), aspect=0.75),
   ]
 
 

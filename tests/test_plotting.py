@@ -746,7 +746,8 @@ def test_a_partly_computed_surface_masks_the_points_not_done(swept):
 
 
 BUILTIN_KINDS = ("loss1d", "contour", "contourf", "heatmap", "surface3d", "trajectory",
-                 "eig_ratio", "eig_map", "density", "critical", "loss_vs_index")
+                 "eig_ratio", "eig_map", "density", "critical", "loss_vs_index", "path", "plane",
+                 "saddle_spectrum")
 
 
 def test_builtin_kinds_keep_their_order_aspects_and_projection():
@@ -754,7 +755,8 @@ def test_builtin_kinds_keep_their_order_aspects_and_projection():
   aspects = {name: kind.aspect for name, kind in P.FIGURE_KINDS.items()}
   assert aspects == {"loss1d": 0.75, "contour": 0.8, "contourf": 0.8, "heatmap": 0.8,
                      "surface3d": 0.85, "trajectory": 0.8, "eig_ratio": 0.8, "eig_map": 0.8,
-                     "density": 0.75, "critical": 0.8, "loss_vs_index": 0.75}
+                     "density": 0.75, "critical": 0.8, "loss_vs_index": 0.75, "path": 0.8,
+                     "plane": 1.0, "saddle_spectrum": 0.75}
   assert [n for n, k in P.FIGURE_KINDS.items() if k.projection] == ["surface3d"]
   assert P.FIGURE_KINDS["eig_map"].defaults(_result()) == {"which": "max_eig"}
   assert P.FIGURE_KINDS["contour"].defaults(_result()) == {"field": "train_loss"}
