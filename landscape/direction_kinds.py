@@ -20,6 +20,9 @@ Built in:
 * ``target``: interpolation towards the final model from one earlier model (1-D,
   Goodfellow et al., ICLR 2015) or the plane through three models (2-D, Garipov et al.,
   NeurIPS 2018).
+* ``plane``: the orthonormal plane through the run's model and two targets (epochs or run
+  directories), coordinates in parameter-space distance; the three models' coordinates are
+  stored as the ``plane/`` group, which the ``plane`` figure kind draws (Garipov et al. 2018).
 * ``eigen``: the top-2 (``surface.eigen=top2``) or top and bottom (``top_bottom``) Hessian
   eigenvectors at the centre, normalized like random directions; their eigenvalues are
   stored as ``eigen_directions/``.
@@ -164,6 +167,24 @@ def _target(req: Request) -> Directions:
   return Directions(starts[0], [obj.lift(dx), obj.lift(dy)])
 
 
+def _plane(req: Request) -> Directions:
+  from landscape import directions as _dirs
+  obj, targets = req.objective, req.settings.targets
+  if req.ndim != 2 or len(targets) != 2:
+    raise ConfigError(f"direction 'plane' is the orthonormal plane through the run's model and "
+                      f"two others: pass --target B --target C (got {len(targets)} target(s)) "
+                      "and a --y grid")
+  final = obj.model_part(obj.params)
+  others = [obj.model_part(obj.perturbed_of(req.run.variables_of(t))) for t in targets]
+  _, u, v, coords = _dirs.orthonormal_plane(final, *others)
+  req.log(f"orthonormal plane through the run and {', '.join(map(str, targets))}: the three "
+          f"models at {', '.join(f'({x:.4g}, {y:.4g})' for x, y in coords)} (parameter "
+          "distances; choose --x/--y to cover them)")
+  group = {"points_x": coords[:, 0], "points_y": coords[:, 1],
+           "labels": ["run", *(str(t) for t in targets)]}
+  return Directions(obj.params, [obj.lift(u), obj.lift(v)], {"plane": group})
+
+
 EIGEN_CHOICES = ("top2", "top_bottom")
 
 
@@ -193,3 +214,4 @@ register("random", _random)
 register("pca", _pca)
 register("target", _target)
 register("eigen", _eigen)
+register("plane", _plane)

@@ -54,7 +54,7 @@ from landscape.errors import ConfigError, unknown_name
 
 __all__ = [
     "NORMS", "IGNORES", "random", "normalize", "random_plane", "orthogonalize", "cosine",
-    "target", "plane_through", "coordinates", "pca", "project",
+    "target", "orthonormal_plane", "plane_through", "coordinates", "pca", "project",
 ]
 
 NORMS = ("filter", "layer", "weight", "dfilter", "dlayer", "none")
@@ -427,6 +427,26 @@ def plane_through(p0: Params, p1: Params, p2: Params) -> tuple[Params, Direction
     raise ConfigError("plane_through: p2 lies on the line through p0 and p1 (its "
                       "component orthogonal to p1 - p0 is zero); pass three models not on a line")
   return p0, dx, dy
+
+
+def orthonormal_plane(p0: Params, p1: Params, p2: Params
+                      ) -> tuple[Params, Direction, Direction, np.ndarray]:
+  """The plane through three models with an orthonormal basis: ``(origin, u, v, coords)``.
+
+  :func:`plane_through`'s ``dx`` and ``dy`` scaled to unit Euclidean norm over all leaves,
+  so plane coordinates are parameter-space distances (a figure with equal aspect shows the
+  true geometry, as in Garipov et al. 2018, Fig. 1). ``coords`` ``(3, 2)`` are the three
+  models' coordinates: ``p0`` at ``(0, 0)``, ``p1`` at ``(‖p1 − p0‖, 0)``, ``p2`` at
+  ``(⟨p2 − p0, u⟩, ‖(p2 − p0)⊥‖)``.
+
+  Raises:
+    ConfigError: as :func:`plane_through`.
+  """
+  origin, dx, dy = plane_through(p0, p1, p2)
+  u, v = (jax.tree.map(lambda a, n=optax.tree.norm(d): a / n.astype(a.dtype), d)
+          for d in (dx, dy))
+  coords = np.array([coordinates(origin, u, v, p) for p in (p0, p1, p2)])
+  return origin, u, v, coords
 
 
 # ----------------------------------------------------------------------------- trajectories

@@ -937,7 +937,7 @@ def _leading(tree: PyTree) -> int:
 
 def _unit(tree: PyTree) -> PyTree:
   norm = optax.tree.norm(tree)
-  return jax.tree.map(lambda a: a / norm.astype(a.dtype), tree)
+  return jax.tree.map(lambda a: a / norm.astype(a.dtype), tree)  # saddle_plane's basis
 
 
 def plane(start: PyTree, end: PyTree, third: PyTree, *,
@@ -945,8 +945,9 @@ def plane(start: PyTree, end: PyTree, third: PyTree, *,
   """The plane through three points (Garipov et al. 2018, Fig. 1), orthonormal basis.
 
   ``origin = start``, ``u = (end − start)/‖end − start‖``, ``v`` the unit component of
-  ``third − start`` orthogonal to ``u``. ``start`` lies at ``(0, 0)``, ``end`` at
-  ``(‖end − start‖, 0)`` and ``third`` at ``(⟨third − start, u⟩, ‖(third − start)⊥‖)``.
+  ``third − start`` orthogonal to ``u`` (:func:`landscape.directions.orthonormal_plane`).
+  ``start`` lies at ``(0, 0)``, ``end`` at ``(‖end − start‖, 0)`` and ``third`` at
+  ``(⟨third − start, u⟩, ‖(third − start)⊥‖)``.
 
   Raises:
     ConfigError: ``end = start`` or ``third`` on the line through them.
@@ -954,11 +955,8 @@ def plane(start: PyTree, end: PyTree, third: PyTree, *,
   from landscape import directions as _dirs
   start, end = check_endpoints(start, end)
   third = check_endpoints(start, third)[1]
-  origin, dx, dy = _dirs.plane_through(start, end, third)
-  u, v = _unit(dx), _unit(dy)
-  out = Plane(origin, u, v, np.zeros((3, 2)), tuple(labels), "three_point")
-  stacked = jax.tree.map(lambda a, b, c: jnp.stack([a, b, c]), start, end, third)
-  return dataclasses.replace(out, points=out.project(stacked))
+  origin, u, v, coords = _dirs.orthonormal_plane(start, end, third)
+  return Plane(origin, u, v, coords, tuple(labels), "three_point")
 
 
 def saddle_plane(point: PyTree, negative: PyTree, second: PyTree) -> Plane:

@@ -162,9 +162,13 @@ def _check_surface(s: _config.SurfaceConfig) -> Grid:
   xs = _config.grid(s.x, "--x")
   ys = _config.grid(s.y, "--y") if s.y else None
   _direction_kinds.check(s.direction)
-  if s.targets and s.direction != "target":
+  if s.targets and s.direction not in ("target", "plane"):
     raise ConfigError(f"--target/surface.targets {list(s.targets)} is used only with --direction "
-                      f"target, not {s.direction!r}; drop the targets or pass --direction target")
+                      f"target or plane, not {s.direction!r}; drop the targets or pass "
+                      "--direction target")
+  if s.direction == "plane" and (len(s.targets) != 2 or ys is None):
+    raise ConfigError(f"--direction plane is the plane through the run and two other models: "
+                      f"pass --target B --target C (got {len(s.targets)}) and a --y grid")
   for name, value in (("batch_size", s.batch_size), ("chunk_size", s.chunk_size)):
     if value is not None:
       _validate.integer(f"surface.{name} (--{name.replace('_', '-')})", value, low=1,

@@ -43,7 +43,7 @@ FIELDS = ("train_loss", "test_loss", "train_acc", "test_acc")
 # but sum the per-example losses in different batches and orders: a few dozen ulps.
 F32_RTOL = 64 * float(np.finfo(np.float32).eps)
 SWEEP_LINE = re.compile(r"sweeping (\d+) of (\d+) points")
-SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "plot", "export-vtk",
+SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "path", "plot", "export-vtk",
                "info"]
 
 

@@ -19,9 +19,10 @@ F32_RTOL = 64 * float(np.finfo(np.float32).eps)
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
   root = tmp_path_factory.mktemp("paths")
-  out = {"a": root / "a", "b": root / "b", "other": root / "other"}
+  out = {"a": root / "a", "b": root / "b", "c": root / "c", "other": root / "other"}
   ok("train", "--out", out["a"], *TINY)
   ok("train", "--out", out["b"], *TINY, "--set", "train.seed=1")
+  ok("train", "--out", out["c"], *TINY, "--set", "train.seed=2")
   ok("train", "--out", out["other"], *TINY, "--set", "model.kwargs.dense=6")
   return out
 
@@ -182,3 +183,35 @@ def test_a_stored_path_with_other_settings_is_refused_not_mixed(runs, full):
                    "--set", "paths.curve_steps=61", "--out", out)
   assert_user_error(rc, err, "other settings", "curve_steps", "--overwrite")
   assert out.read_bytes() == before
+
+
+def test_plane_direction_kind_puts_three_runs_at_their_recorded_coordinates(runs, tmp_path):
+  """`surface --direction plane --target B --target C`: orthonormal directions, and the loss
+  of the plane at each recorded coordinate equals the loss of that run's checkpoint."""
+  import jax
+  import jax.numpy as jnp
+  from landscape import io as lio
+  from landscape import pipeline, surface
+  out = tmp_path / "plane.h5"
+  ok("surface", "--run", runs["a"], "--direction", "plane", "--target", runs["b"], "--target",
+     runs["c"], "--x=-1:8:4", "--y=-1:8:4", "--out", out)
+  res = lio.load(out)
+  xy = np.stack([res.groups["plane"]["points_x"], res.groups["plane"]["points_y"]], 1)
+  run = pipeline.open_run(runs["a"])
+  obj = run.objective("eval")
+  u, v = lio.read_directions(out, obj.params)
+  flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]).astype(np.float64)  # noqa: E731
+  fu, fv = flat(u), flat(v)
+  assert abs(fu @ fu - 1) < 1e-5 and abs(fv @ fv - 1) < 1e-5 and abs(fu @ fv) < 1e-5
+  models = [obj.params] + [obj.perturbed_of(run.variables_of(str(runs[k]))) for k in "bc"]
+  data = run.data("train")
+  for model, (x, y) in zip(models, xy):
+    rel = flat(model) - flat(obj.params)
+    np.testing.assert_allclose([rel @ fu, rel @ fv], [x, y], rtol=1e-5, atol=1e-5)
+    got = surface.evaluate(obj.loss_fn, obj.params, (u, v), np.array([x]), np.array([y]),
+                           data).values["loss"][0, 0]
+    np.testing.assert_allclose(got, float(obj.loss_fn(model, data)), rtol=1e-4)
+  assert xy[0].tolist() == [0.0, 0.0] and xy[2, 1] > 0
+  rc, _, err = cli("surface", "--run", runs["a"], "--direction", "plane", "--target", runs["b"],
+                   "--x=-1:1:3", "--y=-1:1:3", "--out", tmp_path / "bad.h5")
+  assert_user_error(rc, err, "--target B --target C")
