@@ -352,9 +352,9 @@ def _band_forces(interior, start, end, end_losses, data, spring, *, loss_fn, bat
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "optimizer", "steps",
-                                             "climbing"))
-def _neb_run(interior, opt_state, start, end, end_losses, data, spring, tol, limit, *, loss_fn,
-             batch_size, optimizer, steps, climbing):
+                                             "climbing", "report"))
+def _neb_run(interior, opt_state, start, end, end_losses, data, spring, tol, limit, offset, *,
+             loss_fn, batch_size, optimizer, steps, climbing, report=False):
   """Up to ``limit <= steps`` band steps from ``(interior, opt_state)`` (one compiled while
   loop; ``steps`` sizes the history, so segments of one size compile once)."""
   forces = functools.partial(_band_forces, start=start, end=end, end_losses=end_losses,
@@ -372,6 +372,8 @@ def _neb_run(interior, opt_state, start, end, end_losses, data, spring, tol, lim
     updates, state = optimizer.update(optax.tree.scale(-1.0, force), state, x)
     x = optax.apply_updates(x, updates)
     force, losses, fmax = forces(x)
+    if report:   # every step to the open progress bar (the step count across segments)
+      _progress.tick(offset + i + 1, after=fmax, fmax=fmax)
     return i + 1, x, state, force, losses, fmax, history.at[i + 1].set(fmax)
 
   carry = (jnp.asarray(0), interior, opt_state, force, losses, fmax, history)
@@ -511,14 +513,15 @@ def neb(loss_fn: LossFn, start: PyTree, end: PyTree, data: PyTree = None, *,
   history = [np.asarray(state["history"])]
   interior, opt_state, fmax = state["x"], state["opt"], math.inf
   segment = max(steps, 1) if state_path is None else save_every
-  with _progress.progress(steps, "steps", "nudged elastic band", cap=True) as bar:
+  with _progress.progress(steps, "steps", "nudged elastic band", cap=True, ticks=True) as bar:
     bar.set(taken)
     while True:
       todo = max(0, min(segment, steps - taken))
       n, interior, opt_state, losses, fmax, hist = jax.block_until_ready(_neb_run(
           interior, opt_state, start, end, end_losses, data, jnp.asarray(spring, dtype),
-          jnp.asarray(tol, dtype), jnp.asarray(todo), loss_fn=loss_fn, batch_size=batch_size,
-          optimizer=optimizer, steps=segment, climbing=bool(climbing)))
+          jnp.asarray(tol, dtype), jnp.asarray(todo), jnp.asarray(taken), loss_fn=loss_fn,
+          batch_size=batch_size, optimizer=optimizer, steps=segment, climbing=bool(climbing),
+          report=bar.enabled))
       n, hist = int(n), np.asarray(hist)
       history.append(hist[1:n + 1] if any(len(h) for h in history) else hist[:n + 1])
       taken += n

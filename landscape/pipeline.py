@@ -711,6 +711,21 @@ def _path_line(name: str, path: Any, extra: str = "") -> str:
           f"t={path.ts[path.peak]:.3f}; ends {loss[0]:.4g}, {loss[-1]:.4g}){extra}")
 
 
+def _check_band(band: Any, num_samples: int) -> None:
+  """Warn when a relaxed band does not join two minima over a barrier."""
+  loss = np.asarray(band.values["loss"], np.float64)
+  low, ends = float(np.nanmin(loss[1:-1])), (float(loss[0]), float(loss[-1]))
+  if low < min(ends):
+    _progress.warn(f"the band's images go below both ends on its {num_samples} samples (lowest "
+                   f"{low:.4g}, ends {ends[0]:.4g}, {ends[1]:.4g}): the runs are not minima of "
+                   "that loss, so the band slides off them and has no barrier to climb; train "
+                   "both runs to convergence (full batch, an L2 term) or use more samples "
+                   "(--set paths.n_samples=null)")
+  elif band.peak in (0, len(loss) - 1):
+    _progress.warn("the band has no barrier: its highest point is an end, so there is no "
+                   "saddle between the two runs on this loss")
+
+
 @_progress.reports   # curve-fit and band steps, sweeps and the saddle search through log
 def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = None,
              methods: Sequence[str] | None = None, num: int | None = None,
@@ -800,7 +815,9 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
   log(_path_line("linear", found["linear"]))
 
   curve = None
-  if "curve" in methods or ("neb" in methods and p.neb_init == "curve"):
+  neb_stored = ("neb" in methods and _stored_settings(result, "neb") == _method_settings(
+      p, "neb", num) and "neb/images_0000" in result.groups.get("paths", {}))
+  if "curve" in methods or ("neb" in methods and p.neb_init == "curve" and not neb_stored):
     settings = _method_settings(p, "curve", num)
     group = result.groups.get("paths", {})
     if _stored_settings(result, "curve") == settings and "curve/control_0000" in group:
@@ -836,7 +853,7 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
     settings = _method_settings(p, "neb", num)
     group = {k.removeprefix("neb/"): v for k, v in result.groups.get("paths", {}).items()
              if k.startswith("neb/")}
-    if _stored_settings(result, "neb") == settings and "images_0000" in group:
+    if neb_stored:
       images = _tree_from(group, "images", start)
       hist = np.asarray(group["history"])
       gat = result.group_attrs.get("paths/neb", {})
@@ -855,6 +872,7 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
                         steps=p.neb_steps, tol=p.neb_tol, spring=p.spring,
                         batch_size=p.batch_size, init=init, state_path=state_of["neb"],
                         save_every=p.save_every)
+    _check_band(band, int(subset[0].shape[0]))
     on_data = _paths.evaluate(obj.loss_fn, band, splits=splits, batch_size=p.batch_size,
                               metrics=obj.metrics)
     found["neb"] = on_data
@@ -887,6 +905,11 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
                      "start": int(cs.start), "t": float(source.ts[cs.start]),
                      "num_samples": int(subset[0].shape[0])})
     _io.write_group(out, "saddle", *saddle_group)
+    ends = source.values.get("loss", source.values.get("train_loss"))
+    if cs.loss < min(float(ends[0]), float(ends[-1])):
+      _progress.warn(f"the critical point found from the {name} peak has loss {cs.loss:.4g}, "
+                     f"below both ends ({float(ends[0]):.4g}, {float(ends[-1]):.4g}): it is not "
+                     "the barrier between them (the ends are not minima of this loss)")
     bounds = f"[{cs.index_lower}, {'?' if cs.index_upper is None else cs.index_upper}]"
     note = "" if cs.kind == "saddle" and cs.index_lower == 1 and cs.index_upper == 1 else (
         "  (not a certified index-1 saddle: a minimum-energy path's highest point should be)")

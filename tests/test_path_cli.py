@@ -215,3 +215,21 @@ def test_plane_direction_kind_puts_three_runs_at_their_recorded_coordinates(runs
   rc, _, err = cli("surface", "--run", runs["a"], "--direction", "plane", "--target", runs["b"],
                    "--x=-1:1:3", "--y=-1:1:3", "--out", tmp_path / "bad.h5")
   assert_user_error(rc, err, "--target B --target C")
+
+
+@pytest.mark.parametrize("loss,warning", [
+    ([1.0, 1.5, 2.0, 1.2, 0.9], None),                          # a barrier: quiet
+    ([1.0, 0.2, 0.1, 0.3, 0.9], "go below both ends"),          # slid off the ends
+    ([2.0, 1.5, 1.2, 1.1, 1.0], "no barrier"),                  # downhill from A to B
+])
+def test_a_band_without_a_barrier_is_reported(capsys, loss, warning):
+  from landscape import paths, pipeline
+  loss = np.asarray(loss)
+  band = paths.Path("neb", np.linspace(0, 1, 5), {"loss": loss}, 0.0, int(np.argmax(loss)),
+                    None, None)
+  pipeline._check_band(band, 100)
+  err = capsys.readouterr().err
+  if warning is None:
+    assert err == ""
+  else:
+    assert warning in err and err.startswith("landscape: warning:"), err
