@@ -40,11 +40,10 @@ import numpy as np
 import optax
 from flax import serialization
 
-from landscape import _progress, _validate, critical, hessian, surface
+from landscape import _progress, _validate, critical, surface
 from landscape import io as _io
 from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError, ProbeError
-from landscape.linalg import num_params
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -53,7 +52,7 @@ __all__ = ["CURVE_KINDS", "CertifiedSaddle", "Curve", "FireState", "Path", "Plan
            "SADDLE_KINDS", "StateFile", "barrier", "check_endpoints", "curve_weights", "evaluate", "fire", "fit_curve",
            "linear", "neb", "plane", "saddle", "saddle_plane"]
 
-SADDLE_KINDS = ("saddle", "minimum", "undetermined")
+SADDLE_KINDS = ("saddle", "minimum", "maximum", "undetermined")
 
 # ------------------------------------------------------------------------ Path
 
@@ -1006,12 +1005,17 @@ class CertifiedSaddle:
     near_zero: ``#{i: |θ_i| <= eps + r_i}``, eigenvalues that may be flat.
     exhaustive: the Krylov space was the whole parameter space (``num_hvps ==
       num_params``), so the Ritz values are the Hessian's eigenvalues.
-    kind: ``"saddle"`` (converged, ``index_lower >= 1``), ``"minimum"`` (converged,
-      ``index_upper == 0``) or ``"undetermined"``.
+    kind: the certificate's kind (:attr:`landscape.critical.Certificate.kind`) when the
+      search converged: ``"saddle"`` (an eigenvalue certified below ``−eps``, one above
+      ``+eps``), ``"minimum"``, ``"maximum"``; ``"undetermined"`` when the bounds do not
+      decide or the search did not converge.
     steps: accepted Newton-MR steps of the search.
-    num_hvps: Hessian-vector products of the Lanczos run.
+    num_hvps: Hessian-vector products of the certificate.
     start: the index of the path point the search started from (the highest interior
       point: the climbing image of a band).
+    noise, margin: the measured HVP noise floor and the margin it adds to every interval
+      (:func:`landscape.critical.certify`); the bounds above include the margin.
+    certificate: the :class:`landscape.critical.Certificate` behind them.
   """
   params: PyTree
   loss: float
@@ -1029,6 +1033,9 @@ class CertifiedSaddle:
   steps: int
   num_hvps: int
   start: int
+  noise: float = 0.0
+  margin: float = 0.0
+  certificate: Any = None
 
 
 def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | None = None,
@@ -1037,10 +1044,12 @@ def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | Non
   """Refine a path's highest point to a critical point and certify its Morse index.
 
   :func:`landscape.critical.find` (Newton-MR, which converges to saddles as readily as
-  to minima) starts at ``path.point(path.peak)``; then one Lanczos run
-  (:func:`landscape.hessian.eigenvalues`, ``which="both"``) gives the ``k`` smallest
-  Ritz values θ_1 ≤ … ≤ θ_k of the Hessian ``H`` at the end point, their residuals
-  ``r_i`` and the largest Ritz value θ_max.
+  to minima) starts at the path's highest interior point; the certificate of the point it
+  reaches (:func:`landscape.critical.certify`: the dense spectrum for small models, else
+  one Lanczos run, ``which="both"``) gives the ``k`` smallest Ritz values
+  θ_1 ≤ … ≤ θ_k of the Hessian ``H``, their residuals ``r_i``, the largest Ritz value
+  θ_max and a margin from the measured noise of the Hessian-vector product, which widens
+  every interval below (so the bounds hold for the computed, not the ideal, products).
 
   What is proven, for symmetric ``H`` with eigenvalues λ_1 ≤ … ≤ λ_n:
 
@@ -1114,29 +1123,17 @@ def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | Non
   if len(loss) > 2 and origin in (0, len(loss) - 1):
     origin = 1 + int(np.nanargmax(loss[1:-1]))   # the highest interior point, not an end
   point = critical.find(loss_fn, path.point(origin), data, method="newton_mr", **find_kwargs)
-  dim = num_params(point.params)
-  k = min(k, dim)
-  if num_steps is None:
-    num_steps = dim if dim <= exhaustive_threshold else None
-  run_all = num_steps is not None and num_steps >= dim
-  top, bottom = hessian.eigenvalues(loss_fn, point.params, data, k=k, which="both", key=key,
-                                    num_steps=num_steps, tol=0.0 if run_all else 1e-6,
-                                    batch_size=find_kwargs.get("batch_size"))
-  theta, res = np.asarray(bottom.values, np.float64), np.asarray(bottom.residuals, np.float64)
-  largest = float(np.asarray(top.values)[0])
-  if eps is None:
-    dtype = jnp.result_type(jax.tree.leaves(point.params)[0])
-    eps = math.sqrt(float(jnp.finfo(dtype).eps)) * max(abs(largest), abs(float(theta[0])))
-  exhaustive = bottom.num_hvps >= dim
-  lower = int(np.sum(theta + res < -eps))
-  upper = int(np.sum(theta - res < -eps))
-  if upper == k and k < dim:
-    upper = None
-  near_zero = int(np.sum(np.abs(theta) <= eps + res))
-  tol = find_kwargs.get("tol", 1e-6)
-  converged = point.grad_norm <= tol
-  kind = ("saddle" if converged and lower >= 1 else
-          "minimum" if converged and upper == 0 else "undetermined")
-  return CertifiedSaddle(point.params, point.loss, point.grad_norm, converged, theta, res,
-                         largest, float(eps), lower, upper, near_zero, exhaustive, kind,
-                         point.steps, int(bottom.num_hvps), origin)
+  cert = point.certificate
+  if cert is None or eps is not None or num_steps is not None:
+    cert = critical.certify(loss_fn, point.params, data, k=k, eps=eps, key=key,
+                            num_steps=num_steps, exhaustive_threshold=exhaustive_threshold,
+                            batch_size=find_kwargs.get("batch_size"))
+  converged = point.grad_norm <= find_kwargs.get("tol", 1e-6)
+  k = min(k, len(cert.eigenvalues))
+  return CertifiedSaddle(point.params, point.loss, point.grad_norm, converged,
+                         np.asarray(cert.eigenvalues[:k], np.float64),
+                         np.asarray(cert.residuals[:k], np.float64), float(cert.largest),
+                         float(cert.eps), cert.index_lower, cert.index_upper, cert.near_zero,
+                         cert.exhaustive, cert.kind if converged else "undetermined",
+                         point.steps, int(cert.num_hvps), origin, float(cert.noise),
+                         float(cert.margin), cert)

@@ -605,13 +605,19 @@ def run_critical(path: str | Path | None = None, *, run_dir: str | Path | None =
                grad_norm=np.array([cp.grad_norm for cp in found]),
                index=np.array([cp.index for cp in found]),
                kind=np.array([cp.kind for cp in found], dtype=str),
-               index_method=np.array([cp.index_method for cp in found], dtype=str))
+               index_method=np.array([cp.index_method for cp in found], dtype=str),
+               **_certificate_arrays(found))
   _io.write_group(path, "critical", group, attrs={"method": method, "starts": len(start_list),
                                                   "num_samples": int(data[0].shape[0]),
                                                   "tol": c.tol})
   for cp in found:
+    cert = cp.certificate
+    bounds = "" if cert is None else (
+        f", certified index in [{cert.index_lower}, "
+        f"{'?' if cert.index_upper is None else cert.index_upper}] below -{cert.eps:.2g}"
+        f" (margin {cert.margin:.2g})")
     log(f"  {cp.kind:<14} loss {cp.loss:.6g}  |grad| {cp.grad_norm:.2e}  index {cp.index:.4f} "
-        f"({cp.index_method}, {cp.steps} steps)")
+        f"({cp.index_method}, {cp.steps} steps{bounds})")
   log(f"{len(found)} distinct points from {len(start_list)} starts ({method}, "
       f"{time.perf_counter() - t0:.1f} s) -> {path}")
   return path
@@ -899,7 +905,8 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
     upper = -1 if cs.index_upper is None else int(cs.index_upper)
     saddle_group = ({"eigenvalues": cs.eigenvalues, "residuals": cs.residuals},
                     {"loss": cs.loss, "grad_norm": cs.grad_norm, "largest": cs.largest,
-                     "eps": cs.eps, "index_lower": cs.index_lower, "index_upper": upper,
+                     "eps": cs.eps, "noise": cs.noise, "margin": cs.margin,
+                     "index_lower": cs.index_lower, "index_upper": upper,
                      "near_zero": cs.near_zero, "exhaustive": bool(cs.exhaustive),
                      "converged": bool(cs.converged), "kind": cs.kind, "method": name,
                      "start": int(cs.start), "t": float(source.ts[cs.start]),
@@ -963,6 +970,19 @@ def _path_plane(plane_out: Path, obj, start, end, curve, band, found, groups, sa
                          gattrs)
     if saddle_group is not None:
       writer.write_group("saddle", *saddle_group)
+
+
+def _certificate_arrays(found: Sequence[Any]) -> dict[str, np.ndarray]:
+  """Per point: the certified index bounds, the flat band and the noise margin (−1/NaN for
+  a point that was not examined; ``index_upper`` −1 also when it is unknown)."""
+  def get(cp, name, missing):
+    cert = cp.certificate
+    value = None if cert is None else getattr(cert, name)
+    return missing if value is None else value
+  return {"index_lower": np.array([get(cp, "index_lower", -1) for cp in found]),
+          "index_upper": np.array([get(cp, "index_upper", -1) for cp in found]),
+          "eig_eps": np.array([get(cp, "eps", np.nan) for cp in found], float),
+          "eig_margin": np.array([get(cp, "margin", np.nan) for cp in found], float)}
 
 
 def run_info(path: str | Path) -> str:

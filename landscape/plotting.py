@@ -101,7 +101,8 @@ _FIELD_LABELS = {
     "acc": "accuracy (%)",
     "max_eig": r"$\lambda_{\max}$", "min_eig": r"$\lambda_{\min}$",
 }
-_CRITICAL_STYLE = {"min": ("o", "C2"), "sad": ("X", "C1"), "max": ("^", "C3")}
+_CRITICAL_STYLE = {"min": ("o", "C2"), "sad": ("X", "C1"), "max": ("^", "C3"),
+                   "und": ("d", "C7"), "not": ("x", "0.6")}
 _HOWTO = {
     "hessian": "run `landscape hessian FILE --density` first",
     "critical": "run `landscape critical FILE` first",
@@ -554,7 +555,7 @@ def _critical_style(kind: str) -> tuple[str, str]:
 
 
 def _kind_order(kinds: np.ndarray) -> list[str]:
-  rank = {"min": 0, "sad": 1, "max": 2}
+  rank = {"min": 0, "sad": 1, "max": 2, "und": 3, "not": 4}
   return sorted(set(kinds), key=lambda k: (rank.get(k.lower()[:3], 3), k))
 
 

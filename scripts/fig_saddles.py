@@ -72,7 +72,7 @@ def find_points(run_dir, size: str) -> tuple[list[critical.CriticalPoint], objec
   print(f"Newton-MR from {len(starts)} starts ({steps} steps at most, |grad| <= {TOL:g})")
   points = critical.scan(obj.loss_fn, starts, data, max_steps=steps, tol=TOL)
   for p in points:
-    print(f"  {p.kind:<8} loss {p.loss:.6f}  |grad| {p.grad_norm:.1e}  index {p.index:.4f} "
+    print(f"  {p.kind:<12} loss {p.loss:.6f}  |grad| {p.grad_norm:.1e}  index {p.index:.4f} "
           f"({p.num_negative} negative of {p.eigenvalues.size})")
   return points, obj.params
 

@@ -276,11 +276,15 @@ def test_critical_command_stores_consistent_points(run_dir, surface_2d, tmp_path
   assert method.tolist() == ["eigh"] * m
   num_negative = c["index"] * num_params
   np.testing.assert_allclose(num_negative, np.round(num_negative), rtol=0, atol=1e-6)
-  # kind follows the index: minimum <=> no negative eigenvalue; a saddle has some, not all
-  for k, index in zip(kind, c["index"]):
-    assert (k == "minimum") == (index == 0), (k, index)
-    assert k != "saddle" or 0 < index < 1, (k, index)
+  # kind follows the certified bounds: a saddle has an eigenvalue certified negative (and
+  # not all), a minimum none that may be; the index counts the certified ones
+  lower, upper = c["index_lower"], c["index_upper"]
+  np.testing.assert_array_equal(lower, np.round(num_negative))
+  for k, index, lo, up in zip(kind, c["index"], lower, upper):
+    assert k != "minimum" or (index == 0 and up == 0), (k, index, up)
+    assert k != "saddle" or (0 < index < 1 and lo >= 1), (k, index, lo)
     assert k != "maximum" or index > 0, (k, index)
+    assert lo <= up or up == -1
   assert kind.tolist() == ["saddle"] * m
 
 
