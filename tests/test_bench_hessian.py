@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from bench_helpers import load_script, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH_HESSIAN = ROOT / "scripts" / "bench_hessian.py"
@@ -21,25 +22,10 @@ TOL = 1e-3
 
 
 def _load_script():
-  spec = importlib.util.spec_from_file_location("bench_hessian", BENCH_HESSIAN)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module      # dataclasses resolve their module by name
-  spec.loader.exec_module(module)
-  return module
+  return load_script(BENCH_HESSIAN, "bench_hessian")
 
 
-def _table(stdout: str) -> dict[str, list[str]]:
-  """The ``|`` table: ``{first cell: cells}``, header included."""
-  lines = stdout.splitlines()
-  starts = [i for i, ln in enumerate(lines) if ln.startswith("method ")]
-  assert len(starts) == 1, stdout
-  rows = {}
-  for line in lines[starts[0]:]:
-    if "|" not in line or line.startswith(" "):   # the indented notes follow the table
-      break
-    cells = [c.strip() for c in line.split("|")]
-    rows[cells[0]] = cells
-  return rows
+_table = table
 
 
 @pytest.mark.slow

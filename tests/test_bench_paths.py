@@ -6,7 +6,6 @@ No timed assertion: the ratio is reported, never asserted (wall-clock on a share
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import pathlib
 import re
@@ -15,6 +14,7 @@ import sys
 import types
 
 import pytest
+from bench_helpers import load_script, table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH_PATHS = ROOT / "scripts" / "bench_paths.py"
@@ -24,25 +24,10 @@ LOOP_ROW = "python loop over images"
 
 
 def _load_script():
-  spec = importlib.util.spec_from_file_location("bench_paths", BENCH_PATHS)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module      # dataclasses resolve their module by name
-  spec.loader.exec_module(module)
-  return module
+  return load_script(BENCH_PATHS, "bench_paths")
 
 
-def _table(stdout: str) -> dict[str, list[str]]:
-  """The ``|`` table: ``{first cell: cells}``, header included."""
-  lines = stdout.splitlines()
-  starts = [i for i, ln in enumerate(lines) if ln.startswith("method ")]
-  assert len(starts) == 1, stdout
-  rows = {}
-  for line in lines[starts[0]:]:
-    if "|" not in line or line.startswith(" "):   # the indented notes follow the table
-      break
-    cells = [c.strip() for c in line.split("|")]
-    rows[cells[0]] = cells
-  return rows
+_table = table
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from bench_helpers import table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH_SURFACE = ROOT / "scripts" / "bench_surface.py"
@@ -32,18 +33,7 @@ def _run(script: pathlib.Path, *args: str, block_torch: bool = False,
                         capture_output=True, text=True, timeout=timeout)
 
 
-def _table(stdout: str) -> dict[str, list[str]]:
-  """The ``|`` table printed for the (single) model: ``{first cell: cells}``, header included."""
-  lines = [ln for ln in stdout.splitlines() if ln.startswith("method ")]
-  assert len(lines) == 1, stdout
-  start = stdout.splitlines().index(lines[0])
-  rows = {}
-  for line in stdout.splitlines()[start:]:
-    if "|" not in line:
-      break
-    cells = [c.strip() for c in line.split("|")]
-    rows[cells[0]] = cells
-  return rows
+_table = table
 
 
 @pytest.mark.slow
