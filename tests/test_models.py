@@ -418,3 +418,31 @@ def test_names_are_sorted_and_include_the_paper_models():
   assert {"linear", "mlp", "cnn", "resnet", "vgg9", "resnet20", "resnet56", "resnet110",
           "resnet20_noshort", "resnet56_noshort", "resnet110_noshort"} <= set(names)
   assert lm.get("ResNet20", num_outputs=10).depth == 20  # case-insensitive
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_resmlp_is_the_dense_basic_block_network(skip):
+  """ResMLP without BatchNorm against a NumPy forward pass of its definition; parameter
+  counts in closed form (BatchNorm: no hidden biases, a scale and a bias per unit)."""
+  m = lm.get("resmlp", num_outputs=3, depth=6, width=5, skip=skip, batchnorm=False)
+  x = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+  variables = lm.init(m, jax.random.key(0), x)
+  p = jax.tree.map(np.asarray, variables["params"])
+  relu = lambda a: np.maximum(a, 0)  # noqa: E731
+  h = relu(x @ p["stem_dense"]["kernel"] + p["stem_dense"]["bias"])
+  for b in range(2):
+    blk = p[f"blocks_{b}"]
+    y = relu(h @ blk["dense1"]["kernel"] + blk["dense1"]["bias"])
+    y = y @ blk["dense2"]["kernel"] + blk["dense2"]["bias"]
+    h = relu(y + h if skip else y)
+  want = h @ p["out"]["kernel"] + p["out"]["bias"]
+  np.testing.assert_allclose(np.asarray(m.apply(variables, x)), want, rtol=1e-5, atol=1e-6)
+  assert lm.num_params(variables) == 4 * 5 + 5 + 2 * 2 * (5 * 5 + 5) + 5 * 3 + 3
+  bn = lm.get("resmlp", num_outputs=10, depth=20, width=32, skip=skip)
+  assert lm.num_params(lm.init(bn, jax.random.key(0), np.zeros((2, 40), np.float32))) == (
+      40 * 32 + 2 * 32 + 9 * (2 * 32 * 32 + 2 * 2 * 32) + 32 * 10 + 10)
+
+
+def test_resmlp_refuses_an_odd_depth():
+  with pytest.raises(ConfigError, match="2n\\+2"):
+    lm.get("resmlp", num_outputs=3, depth=7)

@@ -41,14 +41,14 @@ from landscape.errors import ConfigError, DataError, unknown_name
 from landscape.models._common import ACTIVATIONS
 from landscape.models.cnn import CNN, cnn
 from landscape.models.linear import Linear, linear
-from landscape.models.mlp import MLP, mlp
+from landscape.models.mlp import MLP, ResMLP, mlp, resmlp
 from landscape.models.resnet import ResNet, resnet
 from landscape.models.vgg import VGG, vgg9
 
 __all__ = [
     "names", "get", "init", "num_params", "stem_param_keys", "ACTIVATIONS",
-    "Linear", "MLP", "CNN", "ResNet", "VGG",
-    "linear", "mlp", "cnn", "resnet", "vgg9",
+    "Linear", "MLP", "ResMLP", "CNN", "ResNet", "VGG",
+    "linear", "mlp", "resmlp", "cnn", "resnet", "vgg9",
 ]
 
 
@@ -60,7 +60,7 @@ def _resnet_alias(depth: int, skip: bool) -> Callable[..., ResNet]:
 
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
-    "linear": linear, "mlp": mlp, "cnn": cnn, "resnet": resnet, "vgg9": vgg9,
+    "linear": linear, "mlp": mlp, "resmlp": resmlp, "cnn": cnn, "resnet": resnet, "vgg9": vgg9,
     **{f"resnet{d}{'' if skip else '_noshort'}": _resnet_alias(d, skip)
        for d in (20, 56, 110) for skip in (True, False)},
 }
