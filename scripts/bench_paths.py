@@ -33,15 +33,15 @@ Workloads (``--models``): ``mlp``, the sweep benchmark's MLP 784-256-256-10 (rel
 random Gaussian inputs, random labels; 2000 samples here, full batch), and ``digits``,
 MLP 64-64-64-10 on scikit-learn's 8x8 digits (all 1797 images, standardized).
 
-Measured (2 shared AMD EPYC cores, jax 0.10.2, medians of 3 runs in each of two
-invocations while other jobs ran): mlp 1.23x and 1.02x (30 vs 24, 58 vs 56
-image-steps/s), digits 0.69x and 0.94x (420 vs 610, 555 vs 592): the 3x target is not
-reached on a CPU. A per-image gradient on 1800-2000 samples costs milliseconds, the
-loop's dispatch and NumPy force about 0.1 ms, so there is little overhead to remove; and
-XLA's CPU backend runs the ``vmap``ped (batched) matmuls of the 15 images slower than 15
-separate ones (digits: ~58 ms against ~22 ms for one band gradient, measured apart). The
-compiled band gains where the loop's overhead dominates: ``--quick --steps 200 --samples
-64`` gave 2.8x.
+Measured on a quiet 2-core AMD EPYC (AVX-512 F/DQ/BW/VL/VNNI/BF16, no AMX), jax 0.10.2,
+medians of 3 runs: mlp 1.01x (57.0 vs 56.4 image-steps/s), digits 1.30x (1012 vs 778):
+the 3x target is not reached on a CPU. A per-image gradient on 1800-2000 samples costs
+milliseconds of arithmetic, the loop's dispatch and NumPy force about 0.1 ms, and JAX's
+asynchronous dispatch already overlaps the loop's images, so on a compute-bound CPU there
+is little to remove (one vmapped band gradient of 15 digits images took 16.8 ms against
+20.9 ms for the same images under ``lax.map``, measured apart). The compiled band gains
+where the loop's overhead dominates: ``--quick --steps 200 --samples 64`` gave 2.8x (on a
+shared machine). A GPU, where the vmapped images fill the device, was not available.
 
 Seconds are wall-clock on whatever else the machine runs: noisy where it is shared,
 hence the median of several runs.
