@@ -801,6 +801,8 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
   log(f"paths from {run.dir} (t=0) to {other.dir} (t=1): {', '.join(methods)}"
       f"{' + saddle' if saddle else ''}{' + plane' if plane else ''} -> {out}")
 
+  if overwrite:   # the saved states of an earlier request go with the file they fed
+    _io.remove_paths([f for f in state_of.values() if f.exists()])
   # The linear path is the file's grid: a resumable 1-D sweep.
   with _io.GridFile.open(out, xs=ts, fields=fields, attrs=attrs, directions=[direction],
                          overwrite=overwrite) as writer:

@@ -233,3 +233,11 @@ def test_a_band_without_a_barrier_is_reported(capsys, loss, warning):
     assert err == ""
   else:
     assert warning in err and err.startswith("landscape: warning:"), err
+
+
+def test_overwrite_drops_the_saved_state_of_an_earlier_request(runs, tmp_path):
+  out = tmp_path / "o.h5"
+  (tmp_path / "o.h5.curve.state").write_bytes(b"a state from another request")
+  ok("path", "--run", runs["a"], "--to", runs["b"], *FAST, "--method", "curve",
+     "--set", "paths.curve_steps=10", "--out", out, "--overwrite")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["o.h5"]
