@@ -108,10 +108,7 @@ class Path:
     if self.images is not None:
       return self.images
     if self.curve is not None:
-      control, n = self.curve.control_points, self.curve.num_bends + 2
-      dtype = surface.float_dtype(self.start)
-      w = jax.vmap(lambda t: curve_weights(self.curve.kind, n, t))(jnp.asarray(self.ts, dtype))
-      return jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1), control)
+      return self.curve.at(self.ts)
     return jax.tree.map(
         lambda a, b: a[None] + jnp.asarray(self.ts, a.dtype).reshape((-1,) + (1,) * a.ndim)
         * (b - a)[None], self.start, self.end)
@@ -675,6 +672,14 @@ class Curve:
     w = curve_weights(self.kind, self.num_bends + 2, jnp.asarray(t, dtype))
     return _combine(self.control_points, w)
 
+  def at(self, ts: Any) -> PyTree:
+    """``φ(t)`` at every ``t`` of ``ts``, leaves with a leading ``(len(ts),)`` axis."""
+    dtype = surface.float_dtype(self.start)
+    n = self.num_bends + 2
+    w = jax.vmap(lambda t: curve_weights(self.kind, n, t))(jnp.asarray(ts, dtype))
+    return jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1),
+                        self.control_points)
+
 
 def _check_kind(kind: str) -> str:
   return _validate.choice("curve kind", kind, CURVE_KINDS)
@@ -1124,7 +1129,7 @@ def saddle(loss_fn: LossFn, path: Path, data: PyTree = None, *, eps: float | Non
     origin = 1 + int(np.nanargmax(loss[1:-1]))   # the highest interior point, not an end
   point = critical.find(loss_fn, path.point(origin), data, method="newton_mr", **find_kwargs)
   cert = point.certificate
-  if cert is None or eps is not None or num_steps is not None:
+  if cert is None or eps is not None or num_steps is not None or k > len(cert.eigenvalues):
     cert = critical.certify(loss_fn, point.params, data, k=k, eps=eps, key=key,
                             num_steps=num_steps, exhaustive_threshold=exhaustive_threshold,
                             batch_size=find_kwargs.get("batch_size"))

@@ -872,10 +872,7 @@ def run_path(run_dir: str | Path, to: str | Path, *, out: str | Path | None = No
     else:
       init = None
       if p.neb_init == "curve" and curve is not None:
-        tsi = jnp.linspace(0.0, 1.0, p.neb_images, dtype=dtype)
-        w = jax.vmap(lambda t: _paths.curve_weights(curve.kind, curve.num_bends + 2, t))(tsi)
-        init = jax.tree.map(lambda c: jnp.tensordot(w.astype(c.dtype), c, axes=1),
-                            curve.control_points)
+        init = curve.at(np.linspace(0.0, 1.0, p.neb_images))
       band = _paths.neb(obj.loss_fn, start, end, subset, num_images=p.neb_images,
                         steps=p.neb_steps, tol=p.neb_tol, spring=p.spring,
                         batch_size=p.batch_size, init=init, state_path=state_of["neb"],
