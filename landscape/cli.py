@@ -184,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+  from landscape import _cache
+  _cache.enable()
   try:
     return _dispatch(args)
   except LandscapeError as e:

@@ -22,6 +22,7 @@ have a leading ``(m,)`` axis, so memory is ``m`` times the parameter count.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError, ProbeError
 # The matvec-level algorithms live in landscape.linalg; re-exported here, where they were.
 from landscape.linalg import WHICH, lanczos, tridiagonal  # noqa: F401
-from landscape.linalg import num_params, random_tree, tree_dtype
+from landscape.linalg import num_params, random_tree
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], jax.Array]
@@ -75,17 +76,93 @@ def hvp(loss_fn: LossFn, params: PyTree, v: PyTree, data: PyTree = None, *,
   return hvp_fn(loss_fn, data, batch_size=batch_size)(params, v)
 
 
-def hvp_fn(loss_fn: LossFn, data: PyTree = None, *,
-           batch_size: int | None = None) -> Callable[[PyTree, PyTree], PyTree]:
-  """``(params, v) -> H(params) v`` for the dataset-mean loss; traceable (jit/vmap-safe)."""
+def hvp_fn(loss_fn: LossFn, data: PyTree = None, *, batch_size: int | None = None,
+           method: str = "fwd-rev") -> Callable[[PyTree, PyTree], PyTree]:
+  """``(params, v) -> H(params) v`` for the dataset-mean loss; traceable (jit/vmap-safe).
+
+  ``method``: ``"fwd-rev"`` (forward-over-reverse, ``jvp`` of the gradient) or
+  ``"rev-fwd"`` (reverse-over-forward, the gradient of the directional derivative);
+  the same product. For a gradient linearized once and applied to many vectors see
+  :func:`linearized_hvp`; ``scripts/bench_hessian.py`` measures all three.
+  """
+  _validate.choice("HVP method", method, ("fwd-rev", "rev-fwd"))
   grad_fn = jax.grad(loss_fn)
 
   def matvec(params: PyTree, v: PyTree) -> PyTree:
-    def batch_hvp(batch):
+    def fwd_rev(batch):
       return jax.jvp(lambda p: grad_fn(p, batch), (params,), (v,))[1]
-    return batched_mean(batch_hvp, data, batch_size)
+
+    def rev_fwd(batch):
+      return jax.grad(lambda p: jax.jvp(lambda q: loss_fn(q, batch), (p,), (v,))[1])(params)
+    return batched_mean(fwd_rev if method == "fwd-rev" else rev_fwd, data, batch_size)
 
   return matvec
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size"))
+def _mean_grad(loss_fn: LossFn, params: PyTree, data: PyTree, batch_size: int | None) -> PyTree:
+  return batched_mean(lambda b: jax.grad(loss_fn)(params, b), data, batch_size)
+
+
+def linearized_hvp(loss_fn: LossFn, params: PyTree, data: PyTree = None, *,
+                   batch_size: int | None = None) -> jax.tree_util.Partial:
+  """``v -> H v`` at fixed ``params``, the gradient linearized once (``jax.linearize``).
+
+  The forward and backward passes at ``params`` run once and their residuals (the
+  activations and what the backward pass needs of them, for all samples of ``data``)
+  are kept; each product then costs about one gradient instead of ~1.3–1.5
+  (measured in ``scripts/bench_hessian.py``). Memory: :func:`linearized_bytes`. The
+  result is a :class:`jax.tree_util.Partial`, a pytree that can be passed into
+  compiled functions as an argument.
+  """
+  _, lin = jax.linearize(lambda p: _mean_grad(loss_fn, p, data, batch_size), params)
+  return lin
+
+
+def linearized_bytes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *,
+                     batch_size: int | None = None) -> int:
+  """Bytes :func:`linearized_hvp` keeps (its residuals), from an abstract trace only."""
+  leaves = jax.eval_shape(
+      lambda p, d: jax.tree.leaves(
+          jax.linearize(lambda q: _mean_grad(loss_fn, q, d, batch_size), p)[1]),
+      params, data)
+  return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in leaves))
+
+
+HVP_METHODS = ("auto", "fwd-rev", "rev-fwd", "linearize")
+#: ``hvp="auto"`` linearizes when the residuals take at most this fraction of the
+#: available memory (and at most LINEARIZE_MAX_BYTES); else forward-over-reverse.
+LINEARIZE_MEMORY_FRACTION = 0.25
+LINEARIZE_MAX_BYTES = 4 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class _Apply:
+  """``apply(args, v) -> H v``: hashable, the static part of a compiled Lanczos step."""
+  loss_fn: LossFn
+  batch_size: int | None
+  method: str
+
+  def __call__(self, args: Any, v: PyTree) -> PyTree:
+    if self.method == "linearize":
+      return args(v)
+    params, data = args
+    return hvp_fn(self.loss_fn, data, batch_size=self.batch_size, method=self.method)(params, v)
+
+
+def _operator(loss_fn: LossFn, params: PyTree, data: PyTree, batch_size: int | None,
+              method: str) -> tuple[_Apply, Any]:
+  """The HVP at ``params`` as ``(apply, args)`` for :func:`landscape.linalg.driven_lanczos`."""
+  _validate.choice("hvp", method, HVP_METHODS)
+  if method == "auto":
+    from landscape import _guards
+    budget = min(LINEARIZE_MAX_BYTES, LINEARIZE_MEMORY_FRACTION * _guards.available_memory())
+    fits = linearized_bytes(loss_fn, params, data, batch_size=batch_size) <= budget
+    method = "linearize" if fits else "fwd-rev"
+  if method == "linearize":
+    return _Apply(loss_fn, batch_size, method), linearized_hvp(loss_fn, params, data,
+                                                               batch_size=batch_size)
+  return _Apply(loss_fn, batch_size, method), (params, data)
 
 
 # -------------------------------------------------------------------- eigenvalues
@@ -147,24 +224,16 @@ def _default_num_steps(k: int, dim: int) -> int:
   return min(dim, max(2 * k + 60, 80))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "k", "which", "num_steps",
-                                             "batch_size", "return_vectors", "report"))
-def _eigen_impl(loss_fn, params, data, key, tol, *, k, which, num_steps, batch_size,
-                return_vectors, report=False):
-  matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
-  return linalg.extreme_eigenpairs(matvec, random_tree(key, params), tol, k=k, which=which,
-                                   num_steps=num_steps, return_vectors=return_vectors,
-                                   report=report)
-
-
 def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 1,
                 which: str = "largest", key: PRNGKeyArray, num_steps: int | None = None,
                 tol: float = 1e-6, batch_size: int | None = None,
-                return_vectors: bool = False) -> Eigen | tuple[Eigen, Eigen]:
+                return_vectors: bool = False, hvp: str = "auto") -> Eigen | tuple[Eigen, Eigen]:
   """Extreme eigenvalues (and eigenvectors) of the dataset-mean Hessian by Lanczos.
 
   Runs :func:`lanczos` on ``v -> H v`` from a Gaussian start drawn with ``key``,
-  with full reorthogonalization, inside one compiled ``lax.while_loop``. After
+  with full reorthogonalization, one compiled call per step driven from the host
+  (:func:`landscape.linalg.driven_lanczos`: convolution gradients inside XLA CPU
+  loops run 40–100x slower than at top level). After
   every step ``n`` the tridiagonal ``T_n = S diag(θ) Sᵀ`` is diagonalized (it is
   tiny) and the Ritz pairs ``(θ_i, y_i = V_n s_i)`` have residuals
 
@@ -202,6 +271,9 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
     tol: relative residual tolerance of the early stop.
     batch_size: data samples per batch inside the HVP (``None``: all at once).
     return_vectors: also return the unit Ritz vectors.
+    hvp: how products are formed: ``"fwd-rev"``, ``"rev-fwd"``, ``"linearize"`` (the
+      gradient linearized once, :func:`linearized_hvp`) or ``"auto"`` (linearize when
+      its residuals fit in a quarter of the free memory, else ``"fwd-rev"``).
 
   Returns:
     :class:`Eigen` (``values`` ``(k,)``, ``vectors`` with leaves ``(k, …)`` or
@@ -231,15 +303,14 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
     raise ConfigError(f"num_steps={num_steps} is smaller than k={k}; pass num_steps >= {k}")
   tol = _validate.positive("tol", tol, zero=True, fix="pass e.g. tol=1e-6")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  dtype = tree_dtype(params)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
   steps = min(num_steps, dim)
   with _progress.progress(steps, "steps", f"Hessian eigenvalues ({which}, Lanczos)",
-                          cap=tol > 0, ticks=True) as progress:
-    n, out = jax.block_until_ready(_eigen_impl(
-        loss_fn, params, data, key, jnp.asarray(tol, dtype), k=k, which=which,
-        num_steps=steps, batch_size=batch_size, return_vectors=bool(return_vectors),
-        report=progress.enabled))
-  results = tuple(Eigen(values, vectors, int(n), residuals) for values, vectors, residuals in out)
+                          cap=tol > 0) as progress:
+    run = linalg.driven_lanczos(apply, args, random_tree(key, params), steps, tol=tol, k=k,
+                                which=which, on_step=progress.set)
+    out = linalg.krylov_pairs(run, k=k, which=which, return_vectors=bool(return_vectors))
+  results = tuple(Eigen(r.values, r.vectors, run.num_steps, r.residuals) for r in out)
   return results if which == "both" else results[0]
 
 
@@ -384,21 +455,10 @@ class Density(NamedTuple):
   num_hvps: int
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_runs", "num_steps", "batch_size",
-                                             "report"))
-def _slq_impl(loss_fn, params, data, key, *, num_runs, num_steps, batch_size, report=False):
-  matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
-
-  def run(k):
-    return linalg.slq(matvec, random_tree(k, params, "rademacher"), num_steps, report=report)
-
-  return jax.vmap(run)(jax.random.split(key, num_runs))
-
-
 def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
             num_runs: int = 4, num_steps: int = 40, grid_size: int = 1000,
             sigma: float | None = None, batch_size: int | None = None,
-            margin: float | None = None) -> Density:
+            margin: float | None = None, hvp: str = "auto") -> Density:
   """Spectral density of the Hessian by stochastic Lanczos quadrature (SLQ).
 
   The spectral density ``φ(t) = (1/n) Σ_i δ(t − λ_i)`` smoothed with a
@@ -422,13 +482,15 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
     params: parameter pytree θ.
     data: pytree of arrays with a leading sample axis, or ``None``.
     key: PRNG key of the probes.
-    num_runs: independent probes ``R`` (vmapped together; memory
-      ``R · num_steps`` parameter copies). Variance falls like ``1/(R n)``.
+    num_runs: independent probes ``R`` (run one after the other, each a host-driven
+      Lanczos run sharing one compiled step; memory ``num_steps`` parameter copies).
+      Variance falls like ``1/(R n)``.
     num_steps: Lanczos steps per run.
     grid_size: number of grid points.
     sigma: kernel standard deviation (``None``: see above).
     batch_size: data samples per batch inside the HVP.
     margin: grid extension beyond the extreme Ritz values (``None``: ``5 σ``).
+    hvp: how products are formed (see :func:`eigenvalues`).
 
   Returns:
     :class:`Density`.
@@ -452,12 +514,16 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
   margin = _validate.positive("margin", margin, zero=True, optional=True,
                               fix="pass margin=None for the default")
   loss_fn, dim = _prepare(loss_fn, params, data, key, batch_size)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
   steps = min(num_steps, dim)
-  with _progress.progress(steps, "steps", f"spectral density (SLQ, {num_runs} runs)",
-                          ticks=True) as progress:
-    theta, tau = jax.block_until_ready(_slq_impl(
-        loss_fn, params, data, key, num_runs=num_runs, num_steps=steps,
-        batch_size=batch_size, report=progress.enabled))
+  with _progress.progress(num_runs * steps, "HVPs",
+                          f"spectral density (SLQ, {num_runs} runs)") as progress:
+    nodes = []
+    for r, k in enumerate(jax.random.split(key, num_runs)):
+      run = linalg.driven_lanczos(apply, args, random_tree(k, params, "rademacher"), steps,
+                                  on_step=lambda j, r=r: progress.set(r * steps + j))
+      nodes.append(linalg.krylov_quadrature(run))
+  theta, tau = (jnp.stack(x) for x in zip(*nodes))
   grid, phi = linalg.smoothed_density(theta, tau, sigma, margin, grid_size=grid_size)
   return Density(grid, phi, theta, tau, num_runs * steps)
 
@@ -487,6 +553,160 @@ def negative_fraction(density_result: Density, threshold: float = 0.0) -> float:
   below = np.asarray(density_result.ritz_values) < threshold
   weights = np.asarray(density_result.weights)
   return float(np.mean(np.sum(np.where(below, weights, 0.0), axis=-1)))
+
+
+# ------------------------------------------------------------- shared probes
+
+class Probes(NamedTuple):
+  """Eigenvalues, trace and density at one point from Lanczos runs that share their work.
+
+  Attributes:
+    eigen: one :class:`Eigen` per wanted end (``which="both"``: largest, smallest).
+    trace: ``(estimate, stderr)`` or ``None``.
+    trace_hvps: HVPs spent on the trace alone (the rest is reused).
+    density: :class:`Density` or ``None``; its first run is the eigenvalue run.
+    num_hvps: all Hessian-vector products (each product counted once).
+    hvp: the HVP method used (``"linearize"``, ``"fwd-rev"``, ``"rev-fwd"``).
+  """
+  eigen: tuple[Eigen, ...]
+  trace: tuple[jax.Array, jax.Array] | None
+  trace_hvps: int
+  density: Density | None
+  num_hvps: int
+  hvp: str
+
+
+def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
+           k: int = 5, which: str = "both", num_steps: int | None = None, tol: float = 1e-6,
+           trace: bool = True, trace_method: str = "hutch++", trace_samples: int = 30,
+           density: bool = True, density_runs: int = 4, density_steps: int = 30,
+           grid_size: int = 1000, batch_size: int | None = None, hvp: str = "auto") -> Probes:
+  """The extreme eigenvalues, the trace and the spectral density at one point, sharing work.
+
+  One HVP operator (linearized once where it fits, :func:`linearized_hvp`) and one
+  compiled Lanczos step serve every probe (:func:`landscape.linalg.driven_lanczos`):
+
+  1. **Eigenvalues**: the Lanczos run of :func:`eigenvalues` (Gaussian start, early
+     stop at ``tol``, at most ``num_steps`` steps).
+  2. **Density** (SLQ): that run is the first of the ``density_runs`` samples (a unit
+     Gaussian start is isotropic, ``E[v vᵀ] = I/n``, like a normalized Rademacher
+     one); it is continued to ``density_steps`` steps if it stopped earlier, and its
+     quadrature uses all its steps (more nodes, exact to a higher degree). The other
+     ``density_runs − 1`` runs start from Rademacher vectors, ``density_steps`` each.
+     ``ritz_values``/``weights`` are padded to the longest run with weight-0 nodes.
+  3. **Trace**. ``hutch++`` becomes the Krylov-aware estimator: the eigenvalue run's
+     basis ``Q`` (``n`` vectors) is the sketch, ``tr(QᵀHQ) = Σ α_i`` exactly (no HVP),
+     and the deflated remainder ``tr((I − QQᵀ) H (I − QQᵀ))`` is Hutchinson's estimate
+     from ``g = m − 2⌊m/3⌋`` Rademacher probes (``m = trace_samples``, as many as
+     Hutch++ spends on its remainder). The SLQ runs' start vectors are such probes
+     for free (:func:`landscape.linalg.deflated_quadratic`); the rest cost one HVP
+     each. Unbiased given ``Q`` (the probes are independent of it); the standard
+     error is that of the deflated part. A Lanczos sketch of ``n`` steps captures the
+     top of the spectrum far better than Hutch++'s ``⌊m/3⌋`` random products, so the
+     error is smaller for fewer HVPs (Chen & Hallman 2023). ``hutchinson``: plain
+     Hutchinson with ``m`` probes, the SLQ starts among them (``zᵀHz = n·α₀``).
+
+  Args:
+    loss_fn, params, data, key, k, which, num_steps, tol, batch_size, hvp: as
+      :func:`eigenvalues`.
+    trace, trace_method, trace_samples: whether and how to estimate the trace.
+    density, density_runs, density_steps, grid_size: the SLQ density (as :func:`density`).
+
+  Returns:
+    :class:`Probes`.
+
+  Example:
+    >>> p = probes(loss_fn, params, (x, y), key=jax.random.key(0))
+    >>> p.eigen[0].values, p.trace, negative_fraction(p.density), p.num_hvps
+
+  References:
+    Meyer, Musco, Musco & Woodruff, "Hutch++: optimal stochastic trace estimation",
+    SOSA 2021.
+    Chen & Hallman, "Krylov-aware stochastic trace estimation", SIAM J. Matrix Anal.
+    Appl. 2023.
+    Lin, Saad & Yang, "Approximating spectral densities of large matrices", SIAM
+    Review 2016.
+  """
+  _validate.choice("which", which, WHICH)
+  _validate.choice("trace method", trace_method, TRACE_METHODS)
+  dim = num_params(_validate.param_tree(params))
+  k = _validate.integer("k", k, low=1, fix="pass k=1 or more")
+  if k > dim:
+    raise ConfigError(f"k={k} exceeds the number of parameters ({dim}); pass k <= {dim}")
+  cap = _default_num_steps(k, dim) if num_steps is None else _validate.integer(
+      "num_steps", num_steps, low=k, fix=f"pass num_steps >= k ({k})")
+  tol = _validate.positive("tol", tol, zero=True, fix="pass e.g. tol=1e-6")
+  runs = _validate.integer("density_runs", density_runs, low=1, fix="pass e.g. density_runs=4")
+  dsteps = min(dim, _validate.integer("density_steps", density_steps, low=1,
+                                      fix="pass e.g. density_steps=30"))
+  low = 2 if trace_method == "hutchinson" else 4
+  samples = _validate.integer("trace_samples", trace_samples, low=low,
+                              fix=f"{trace_method} needs at least {low} HVPs")
+  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
+  cap = min(cap, dim)
+  size = max(cap, dsteps if density else 0)
+  extra_runs = runs - 1 if density else 0
+  free = extra_runs if trace else 0
+  wanted = (samples - 2 * (samples // 3) if trace_method == "hutch++" else samples) if trace else 0
+  probes_left = max(0, wanted - free)
+  total = cap + extra_runs * dsteps + probes_left
+  keys = [jax.random.fold_in(key, i) for i in range(3)]
+  slq_starts = jax.random.split(keys[1], max(extra_runs, 1))[:extra_runs]
+  with _progress.progress(total, "HVPs", f"Hessian probes (Lanczos {which}, "
+                          f"{runs if density else 0} SLQ runs, {trace_method if trace else 'no'}"
+                          " trace)", cap=tol > 0) as bar:
+    done = 0
+
+    def tick(j):
+      bar.set(done + j)
+
+    first = linalg.driven_lanczos(apply, args, random_tree(key, params), size, steps=cap,
+                                  tol=tol, k=k, which=which, on_step=tick)
+    pairs = linalg.krylov_pairs(first, k=k, which=which)
+    eigen = tuple(Eigen(r.values, None, first.num_steps, r.residuals) for r in pairs)
+    hvps = first.num_steps
+    if density and first.num_steps < dsteps:
+      first = linalg.driven_lanczos(apply, args, None, size, steps=dsteps, resume=first,
+                                    on_step=tick)
+      hvps = first.num_steps
+    done = hvps
+    nodes, samples_q = [], []
+    if density:
+      nodes.append(linalg.krylov_quadrature(first))
+    n = float(dim)
+    for start in slq_starts:
+      run = linalg.driven_lanczos(apply, args, random_tree(start, params, "rademacher"), size,
+                                  steps=dsteps, on_step=tick)
+      nodes.append(linalg.krylov_quadrature(run))
+      if trace:
+        samples_q.append(n * (linalg.deflated_quadratic(first, run)
+                              if trace_method == "hutch++" else run.alphas[0]))
+      done += run.num_steps
+    hvps = done
+    for probe_key in jax.random.split(keys[2], max(probes_left, 1))[:probes_left]:
+      z = random_tree(probe_key, params, "rademacher")
+      if trace_method == "hutch++":
+        z = linalg.deflate(first, z)
+      norm2 = optax.tree.vdot(z, z)
+      run = linalg.driven_lanczos(apply, args, z, size, steps=1)
+      samples_q.append(norm2 * run.alphas[0])
+      done += 1
+      bar.set(done)
+    hvps = done
+  est = None
+  if trace:
+    q = jnp.stack(samples_q)
+    base = jnp.sum(first.alphas[:first.num_steps]) if trace_method == "hutch++" else 0.0
+    est = (base + jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(q.shape[0]))
+  dens = None
+  if density:
+    width = max(int(t.shape[0]) for t, _ in nodes)
+    theta = jnp.stack([jnp.pad(t, (0, width - t.shape[0]), mode="edge") for t, _ in nodes])
+    tau = jnp.stack([jnp.pad(w, (0, width - w.shape[0])) for _, w in nodes])
+    grid, phi = linalg.smoothed_density(theta, tau, None, None, grid_size=grid_size)
+    dens = Density(grid, phi, theta, tau, first.num_steps + extra_runs * dsteps)
+  return Probes(eigen, est, (probes_left if trace else 0), dens, hvps, apply.method)
 
 
 # ------------------------------------------------ curvature map (landscape.curvature)

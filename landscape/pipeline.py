@@ -442,28 +442,27 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   key = jax.random.key(h.seed)
   group: dict[str, Any] = {}
   t0 = time.perf_counter()
-  hvps = 0
-  out = _hessian.eigenvalues(obj.loss_fn, obj.params, data, k=k, which=which, key=key,
-                             num_steps=h.num_steps, batch_size=h.batch_size)
-  parts = out if which == "both" else (out,)
+  res = _hessian.probes(obj.loss_fn, obj.params, data, key=key, k=k, which=which,
+                        num_steps=h.num_steps, trace=trace, trace_method=h.trace_method,
+                        trace_samples=h.trace_samples, density=density,
+                        density_runs=h.density_runs, density_steps=h.density_steps,
+                        batch_size=h.batch_size)
   names = ("largest", "smallest") if which == "both" else (which,)
-  for name, e in zip(names, parts):
+  for name, e in zip(names, res.eigen):
     group[f"eigenvalues_{name}"] = np.asarray(e.values)
     group[f"residuals_{name}"] = np.asarray(e.residuals)
     log(f"{name} {k} Hessian eigenvalues: {np.array2string(np.asarray(e.values), precision=5)}")
-  hvps += parts[0].num_hvps
+  worst = max(float(np.max(np.asarray(e.residuals))) for e in res.eigen)
+  log(f"  ({res.eigen[0].num_hvps} Lanczos steps, Ritz residuals <= {worst:.2g}; HVPs by "
+      f"{res.hvp})")
   if trace:
-    est, err = _hessian.trace(obj.loss_fn, obj.params, data, key=jax.random.fold_in(key, 1),
-                              num_samples=h.trace_samples, method=h.trace_method,
-                              batch_size=h.batch_size)
+    est, err = res.trace
     group["trace"], group["trace_stderr"] = float(est), float(err)
-    hvps += h.trace_samples
-    log(f"Hessian trace {float(est):.6g} ± {float(err):.2g} ({h.trace_method}, "
-        f"{h.trace_samples} HVPs)")
+    how = ("Krylov-deflated hutch++" if h.trace_method == "hutch++" else h.trace_method)
+    log(f"Hessian trace {float(est):.6g} ± {float(err):.2g} ({how}, {res.trace_hvps} HVPs "
+        "of its own)")
   if density:
-    dens = _hessian.density(obj.loss_fn, obj.params, data, key=jax.random.fold_in(key, 2),
-                            num_runs=h.density_runs, num_steps=h.density_steps,
-                            batch_size=h.batch_size)
+    dens = res.density
     # The bulk of a trained network's spectrum sits at 0 and SLQ puts a heavy node of
     # either sign there: eigenvalues within 1e-3 of the spectral radius count as zero.
     zero = -1e-3 * float(jnp.max(jnp.abs(dens.ritz_values)))
@@ -471,15 +470,17 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
                  ritz_values=np.asarray(dens.ritz_values), ritz_weights=np.asarray(dens.weights),
                  negative_fraction=float(_hessian.negative_fraction(dens, threshold=zero)),
                  negative_threshold=zero)
-    hvps += dens.num_hvps
-    log(f"spectral density (SLQ, {h.density_runs}x{h.density_steps}): estimated fraction of "
-        f"eigenvalues below {zero:.3g}: {group['negative_fraction']:.4f}")
+    log(f"spectral density (SLQ, {h.density_runs} runs of >= {h.density_steps} steps, the "
+        f"first the eigenvalue run): estimated fraction of eigenvalues below {zero:.3g}: "
+        f"{group['negative_fraction']:.4f}")
+  hvps = res.num_hvps
   group["num_hvps"] = hvps
   # Only what this call recomputed is replaced: a trace or density of an earlier call that
   # this one skipped (--no-trace, --no-density) stays.
   _io.write_group(path, "hessian", group,
                   attrs={"num_samples": int(data[0].shape[0]), "which": which, "k": k,
-                         "seconds": time.perf_counter() - t0}, replace=False)
+                         "seconds": time.perf_counter() - t0, "hvp_method": res.hvp},
+                  replace=False)
   if curvature:
     _curvature(probe, data, h, key, log)
   log(f"Hessian probes ({hvps} HVPs, {time.perf_counter() - t0:.1f} s) -> {path}")

@@ -8,6 +8,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tiny dense linear algebra (eigh of 80x80) is slower with OpenBLAS threads on 2 cores.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The commands' persistent compilation cache (landscape._cache): a fresh directory per
+# session, never the user's; subprocesses (CLI and script tests) share it.
+if "LANDSCAPE_CACHE_DIR" not in os.environ:
+  import tempfile
+  os.environ["LANDSCAPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="landscape-test-cache-")
 
 import hypothesis  # noqa: E402
 
