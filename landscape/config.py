@@ -111,6 +111,7 @@ class HessianConfig:
   map_warm_start: bool = True      # start every point from the centre's extreme eigenvectors
   batch_size: int | None = 512
   n_samples: int | None = 512      # training samples used for probes (None: all)
+  hvp: str = "auto"                # auto | linearize | fwd-rev | rev-fwd
   seed: int = 0
 
 

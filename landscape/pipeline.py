@@ -389,6 +389,7 @@ def _check_hessian(h: _config.HessianConfig, *, k: int, which: str, trace: bool,
   """Refuse Hessian settings before any probe runs or any file is touched."""
   from landscape import hessian as _hessian
   _validate.choice("which (hessian.which)", which, _hessian.WHICH)
+  _validate.choice("hessian.hvp", h.hvp, _hessian.HVP_METHODS)
   _validate.integer("--k (hessian.k)", k, low=1, fix="pass e.g. --k 5")
   _counts("hessian", n_samples=h.n_samples, batch_size=h.batch_size, num_steps=h.num_steps)
   if trace:
@@ -446,7 +447,7 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
                         num_steps=h.num_steps, trace=trace, trace_method=h.trace_method,
                         trace_samples=h.trace_samples, density=density,
                         density_runs=h.density_runs, density_steps=h.density_steps,
-                        batch_size=h.batch_size)
+                        batch_size=h.batch_size, hvp=h.hvp)
   names = ("largest", "smallest") if which == "both" else (which,)
   for name, e in zip(names, res.eigen):
     group[f"eigenvalues_{name}"] = np.asarray(e.values)

@@ -289,3 +289,11 @@ def test_cli_commands_fill_the_cache_and_reuse_it(tmp_path):
   again = _landscape(["hessian", str(tmp_path / "r" / "landscape.h5")], env)
   assert again.returncode == 0, again.stderr
   assert set(os.listdir(cache)) == first          # all hits, nothing recompiled
+
+
+def test_bad_hvp_method_is_refused_before_anything_runs(tmp_path):
+  from cli_helpers import assert_user_error, cli
+  out = tmp_path / "r"
+  rc, _, err = cli("run", "--out", out, "--set", "hessian.hvp=forward")
+  assert_user_error(rc, err, "'forward'", "linearize")
+  assert not out.exists()
