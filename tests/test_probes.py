@@ -297,3 +297,28 @@ def test_bad_hvp_method_is_refused_before_anything_runs(tmp_path):
   rc, _, err = cli("run", "--out", out, "--set", "hessian.hvp=forward")
   assert_user_error(rc, err, "'forward'", "linearize")
   assert not out.exists()
+
+
+def test_batched_mean_unrolls_convolutions_on_cpu_and_keeps_the_mean():
+  from landscape import batching
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(30, 6, 6, 2)))
+  w = jnp.asarray(rng.normal(size=(3, 3, 2, 4)))
+
+  def conv_loss(kernel, xb):
+    out = jax.lax.conv_general_dilated(xb, kernel, (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.mean(jnp.tanh(out) ** 2)
+
+  def grad_mean(kernel, batch_size):
+    return batching.batched_mean(lambda b: jax.grad(conv_loss)(kernel, b), x, batch_size)
+
+  whole = jax.jit(grad_mean, static_argnums=1)(w, None)
+  np.testing.assert_allclose(jax.jit(grad_mean, static_argnums=1)(w, 8), whole,
+                             rtol=1e-12)                    # 3 full batches and 6 more
+  with_conv = jax.make_jaxpr(lambda b: jax.grad(conv_loss)(w, b))(x[:8])
+  dense = jax.make_jaxpr(lambda b: jnp.mean(b.reshape(8, -1) @ jnp.ones((72, 3))))(x[:8])
+  assert batching.has_convolution(with_conv) and not batching.has_convolution(dense)
+  assert batching._unroll(3, with_conv) is True            # this suite runs on CPU
+  assert batching._unroll(3, dense) == 1
+  assert batching._unroll(batching.CPU_UNROLL + 1, with_conv) == 1
