@@ -280,10 +280,19 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
   finally:
     if writer is not None:
       writer.close()
+  if surf.num_evaluated and writer is not None:
+    # how this sweep ran (tuned or given; results/README.md): speed attributes, not identity
+    _io.GridFile.open(out, xs=xs, ys=ys, fields=fields, attrs={
+        **attrs, "sweep_point_mode": surf.point_mode, "sweep_chunk_size": int(surf.chunk_size),
+        "sweep_batch_size": int(surf.batch_size or 0), "sweep_tuning": surf.tuning or {}}).close()
   if surf.num_evaluated:
+    tuned = ("" if surf.tuning is None else
+             f", tuned over {len(surf.tuning['candidates'])} candidate(s) in "
+             f"{surf.tuning['overhead_s']:.2f} s of overhead")
     log(f"swept {surf.num_evaluated} points: compile {surf.compile_seconds:.2f} s, sweep "
         f"{surf.sweep_seconds:.2f} s ({surf.points_per_second:.1f} points/s, "
-        f"{surf.point_mode} mode, chunk {surf.chunk_size})")
+        f"{surf.point_mode} mode, chunk {surf.chunk_size}, batch "
+        f"{surf.batch_size or 'all'}{tuned})")
   else:
     log("nothing to do: every point of the grid is already computed")
   return out

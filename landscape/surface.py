@@ -14,8 +14,38 @@ Three ways to map over the points of a chunk, chosen per model (DESIGN §6):
   chunk instead of one per point, for any ``loss_fn``, with no model knowledge.
 * ``"map"``: points one after the other (``lax.map``), each scanning the data;
   vmapping a convolution over points turns it into a slow *grouped* convolution,
-  so models with convolutions use this mode. ``"auto"`` looks for a convolution in
-  the traced loss: ``"map"`` if there is one, else ``"affine"``.
+  so models with convolutions use this mode.
+
+``point_mode="auto"`` and ``chunk_size=None`` are chosen by measurement (:func:`sweep`):
+the first chunks of the sweep itself time the rule's mode (``"map"`` if the traced loss
+has a convolution, else ``"affine"``) against ``"vmap"`` (with a convolution only off
+the CPU: a grouped convolution may be fine on an accelerator), a few chunk sizes and
+smaller inner data batches, keep their results, and the rest of the sweep runs with
+the fastest. Compilation is kept out of the
+comparison but counted in the tuning cost, which is held under :data:`TUNE_BUDGET` of
+the estimated sweep; a sweep too short to pay for a second compilation (on a loaded
+2-core CPU, a 12x12 MLP grid: 1-2 s per compilation against ~10 s of sweep) keeps its
+first candidate. Several processes use the rules (:func:`auto_chunk_size`).
+
+Generic against model-aware (:meth:`landscape.objective.Objective.factorized`): the
+``"affine"`` mode finds the first layer's factorization in any loss, but it recomputes
+the three first-layer products ``z₀, z₁, z₂`` of every data batch in every chunk, where
+the model-aware path computes them once for the whole sweep. On the MLP 784-256-256-10
+of ``scripts/bench_surface.py`` that is 3·784·256 multiply-adds per sample per chunk
+against 256·266 per sample per point for the rest of the network: +55 % arithmetic at a
+chunk of 16, +14 % at 64. So the generic path reaches the model-aware one within 15 %
+only with large chunks, which the CPU's caches do not reward (chunk 64 is slower than
+16-32 below). Measured with ``scripts/bench_surface.py`` (jax 0.10.2, 2-core CPU loaded
+by other jobs, load average ~6, so ±30 % noise between runs; points/s with both paths
+auto-tuned, tuning overhead included): MLP ``--grid 24 --no-exhaustive`` generic 18.5
+vs model-aware 26.3 (0.71; an earlier run 15.2 vs 14.2), ``--grid 12`` 12.9 vs 16.5
+(0.78); CNN 16-32-64 ``--grid 8 --no-exhaustive`` 3.03 vs 3.52 (0.86). The MLP misses
+the 15 % target for the reason above; the CNN meets it (its first convolution is 15 %
+of the FLOPs). Exhaustive fixed settings, MLP 12x12 (points/s, steady state): affine
+beats vmap 2-4x at every chunk and batch (affine 22.7-28.1 at chunks 16-32, vmap
+4.4-11.5); batch 250 vs 1000 at chunk 16: 28.1 vs 25.9. Hoisting the point-independent
+products out of the chunk loop (a cache across compiled calls) would close the gap; it
+is not done.
 
 All local devices are used: points are split over a one-axis device mesh (axis
 :data:`POINT_AXIS`) with ``shard_map``. Several processes (``jax.distributed``) take
@@ -25,6 +55,7 @@ chunks in turn and gather each round's results so that process 0 alone writes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -35,10 +66,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend import core as jax_extend_core
 from jax.sharding import Mesh, PartitionSpec
 
-from landscape import _progress
+from landscape import _progress, batching
 from landscape._affine import affine_vmap, dedupe
 from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
@@ -74,6 +104,8 @@ class Surface:
   num_evaluated: int = 0
   point_mode: str = ""
   chunk_size: int = 0
+  batch_size: int | None = None
+  tuning: dict[str, Any] | None = None
   attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
   groups: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
   path: None = None
@@ -152,7 +184,7 @@ def evaluate(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
              chunk_size: int | None = None, point_mode: str = "auto",
              done: np.ndarray | None = None,
              on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None] | None = None,
-             ) -> Surface:
+             tune: bool = True) -> Surface:
   """Loss (and metrics) of ``loss_fn`` on the grid ``θ + x·dx (+ y·dy)``.
 
   ``values["loss"][j, i] = (1/N) Σ_n ℓ(θ + xs[i]·dx + ys[j]·dy; z_n)`` — the mean
@@ -169,11 +201,14 @@ def evaluate(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
     batch_size: samples per batch inside the computation (``None``: all at once).
     metrics: extra per-point quantities, ``name -> fn(params, batch) -> scalar``
       (means over the batch, e.g. accuracy in percent).
-    chunk_size: grid points per compiled call (``None``: from model size and memory).
+    chunk_size: grid points per compiled call (``None``: timed on the first chunks,
+      within the memory rule; see ``tune``).
     point_mode: ``"vmap"``, ``"affine"``, ``"map"`` or ``"auto"`` (see the module
       docstring).
     done: ``(ny, nx)`` / ``(nx,)`` bool mask of points to skip (resuming).
     on_chunk: called as ``on_chunk(flat_indices, values)`` after every chunk.
+    tune: choose ``point_mode="auto"``, ``chunk_size=None`` and the inner batch by timing
+      the first chunks of the sweep (:func:`sweep`); ``False``: by the rules.
 
   Returns:
     A :class:`Surface` with ``values["loss"]`` (and one array per metric) of shape
@@ -194,7 +229,7 @@ def evaluate(loss_fn: Callable[[PyTree, PyTree], jax.Array], params: PyTree,
   fn = point_loss_fn(loss_fn, params, directions, metrics)
   return sweep(fn, xs, ys, data, batch_size=batch_size, chunk_size=chunk_size,
                point_mode=point_mode, done=done, on_chunk=on_chunk,
-               dtype=float_dtype(params))
+               dtype=float_dtype(params), tune=tune)
 
 
 def float_dtype(tree) -> jnp.dtype:
@@ -245,32 +280,7 @@ def _structure_difference(tree, ref, limit: int = 5) -> str:
 
 def has_convolution(fn: Callable, *args) -> bool:
   """Whether the traced ``fn(*args)`` contains a convolution (then points are mapped, not vmapped)."""
-  jaxpr = jax.make_jaxpr(fn)(*args)
-
-  def walk(jp) -> bool:
-    for eqn in jp.eqns:
-      if eqn.primitive.name == "conv_general_dilated":
-        return True
-      for sub in _sub_jaxprs(eqn.params):
-        if walk(sub):
-          return True
-    return False
-
-  return walk(jaxpr.jaxpr)
-
-
-def _sub_jaxprs(params):
-  """The jaxprs nested in an equation's parameters (jit, scan, cond, custom_vjp, ...)."""
-  if hasattr(jax_extend_core, "jaxprs_in_params"):
-    yield from jax_extend_core.jaxprs_in_params(params)
-    return
-  for v in params.values():
-    vals = v if isinstance(v, (list, tuple)) else (v,)
-    for x in vals:
-      if hasattr(x, "jaxpr") and hasattr(x.jaxpr, "eqns"):
-        yield x.jaxpr
-      elif hasattr(x, "eqns"):
-        yield x
+  return batching.has_convolution(jax.make_jaxpr(fn)(*args))
 
 
 def _memory_budget_bytes() -> int:
@@ -289,6 +299,13 @@ def _memory_budget_bytes() -> int:
     return 2 << 30
 
 
+def _chunk_cap(point_bytes: int, mode: str) -> int:
+  """The most grid points per device per call the memory rule allows in ``mode``."""
+  if mode in ("vmap", "affine"):
+    return max(1, min(64, _memory_budget_bytes() // max(1, 4 * point_bytes)))
+  return 64
+
+
 def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: int) -> int:
   """Grid points per compiled call: from the per-point memory in ``vmap`` mode.
 
@@ -299,10 +316,7 @@ def auto_chunk_size(point_bytes: int, mode: str, num_points: int, num_devices: i
   then evened out over the number of calls needed, so that the padded last chunk
   wastes as little as possible (36 points at most 16 a call: 3 calls of 12, not 16).
   """
-  if mode in ("vmap", "affine"):
-    per_dev = max(1, min(64, _memory_budget_bytes() // max(1, 4 * point_bytes)))
-  else:
-    per_dev = 16
+  per_dev = _chunk_cap(point_bytes, mode) if mode in ("vmap", "affine") else 16
   points_per_dev = max(1, math.ceil(num_points / num_devices))
   calls = math.ceil(points_per_dev / per_dev)
   return math.ceil(points_per_dev / calls) * num_devices
@@ -370,7 +384,7 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
           point_mode: str = "auto", done: np.ndarray | None = None,
           on_chunk: Callable[[np.ndarray, dict[str, np.ndarray]], None] | None = None,
           dtype=None, point_bytes: int | None = None, reduce: bool = True,
-          progress: bool | None = None, desc: str = "sweep") -> Surface:
+          progress: bool | None = None, desc: str = "sweep", tune: bool = True) -> Surface:
   """Evaluate ``point_fn(coeffs, batch) -> {name: mean over batch}`` on every grid point.
 
   The generic engine under :func:`evaluate` (and the curvature maps): each value is
@@ -387,6 +401,19 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   under the name ``desc`` (:class:`landscape._progress.Progress`: a tqdm bar on a
   terminal, log lines otherwise); ``None``: only inside
   :func:`landscape._progress.reporting` (the pipeline), so library calls stay quiet.
+
+  Self-tuning (``tune``, single process only): ``point_mode="auto"`` and
+  ``chunk_size=None`` are chosen by timing candidates on the first chunks of this very
+  sweep (their values are kept, nothing is recomputed): the rule's mode and ``"vmap"``,
+  chunk sizes from :data:`TUNE_CHUNKS` within the memory rule, and, where ``reduce``
+  (the mean over all samples does not depend on the batch size), smaller inner data
+  batches than ``batch_size`` (which is then only an upper bound). Tuning is skipped,
+  and the rules used, when both settings are given, with several processes, with fewer
+  than :data:`TUNE_MIN_CHUNKS` chunks of :data:`TUNE_START` points to do, or with
+  ``tune=False``; it stops when its cost would pass :data:`TUNE_BUDGET` of the
+  estimated sweep. The choice is recorded in the returned :class:`Surface`
+  (``point_mode``, ``chunk_size``, ``batch_size``, ``tuning``). The values are those of
+  an untuned sweep up to float rounding.
   """
   check_batch_size(batch_size)
   grid = _check_grid(xs, ys, None)
@@ -426,47 +453,35 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
            else [f"{sp}_{n}" for sp in split_names for n in out_struct])
   values = {n: np.full(shape, np.nan, dtype=np.float64) for n in names}
 
-  mode = point_mode
-  if mode == "auto":
-    mode = "map" if has_convolution(point_fn, probe_coords, probe_batch) else "affine"
+  rule_mode = point_mode
+  if rule_mode == "auto":
+    rule_mode = "map" if has_convolution(point_fn, probe_coords, probe_batch) else "affine"
   devices = jax.local_devices()
   ndev = len(devices)
   if point_bytes is None:
     point_bytes = 1 << 20
   nproc = jax.process_count()
-  if chunk_size is None:
-    chunk_size = auto_chunk_size(point_bytes, mode, max(1, math.ceil(len(todo) / nproc)), ndev)
-  # a chunk larger than the points left would only compute padding
-  chunk_size = min(int(chunk_size), max(1, math.ceil(len(todo) / nproc)))
-  chunk_size = int(math.ceil(chunk_size / ndev) * ndev)
-
-  fn = _chunk_fn(point_fn, batch_size, mode, split_names, reduce)
-  if ndev > 1:
-    mesh = Mesh(np.array(devices), (POINT_AXIS,))
-    fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(POINT_AXIS), PartitionSpec()),
-                       out_specs=PartitionSpec(POINT_AXIS), check_vma=False)
-  compiled_fn = jax.jit(fn)
-
-  chunks = [todo[s:s + chunk_size] for s in range(0, len(todo), chunk_size)]
-  rounds = math.ceil(len(chunks) / nproc) if chunks else 0
-  surf = Surface(xs, ys, values, done.copy(), point_mode=mode, chunk_size=chunk_size)
-  if rounds == 0:
+  surf = Surface(xs, ys, values, done.copy(), point_mode=rule_mode, batch_size=batch_size)
+  datas = () if data is None else data if split_names is not None else (data,)
+  n = max((num_samples(d) for d in datas if d is not None), default=0)
+  plan = _tuning_plan(point_mode, rule_mode, chunk_size, batch_size, n, reduce, point_bytes,
+                      len(todo), ndev, nproc, devices[0].platform) if tune else None
+  if plan is None:
+    if chunk_size is None:
+      chunk_size = auto_chunk_size(point_bytes, rule_mode, max(1, math.ceil(len(todo) / nproc)),
+                                   ndev)
+    # a chunk larger than the points left would only compute padding
+    chunk_size = min(int(chunk_size), max(1, math.ceil(len(todo) / nproc)))
+    chunk_size = int(math.ceil(chunk_size / ndev) * ndev)
+    surf.chunk_size = chunk_size
+  if not len(todo):
     return surf
-
-  def padded(idx):
-    idx = np.asarray(idx, dtype=np.int64)
-    pad = chunk_size - len(idx)
-    filler = idx[-1] if len(idx) else 0
-    return np.concatenate([idx, np.full(pad, filler, np.int64)]) if pad else idx
-
-  t0 = time.perf_counter()
-  first = padded(chunks[0])
-  executable = compiled_fn.lower(jnp.asarray(coords_all[first], dtype), data).compile()
-  surf.compile_seconds = time.perf_counter() - t0
-
-  t0 = time.perf_counter()
+  build = _Builder(point_fn, split_names, reduce, devices, coords_all.shape[1], dtype, data)
   pid = jax.process_index()
   nx = len(xs)
+  if plan is None:
+    cand = build(rule_mode, chunk_size, batch_size)
+    surf.compile_seconds = cand.compile_s
 
   def label(n, total):
     if ys is None:
@@ -476,10 +491,272 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   with _progress.progress(done.size, "points", desc, initial=int(done.sum()), label=label,
                           enabled=(progress if progress is not None
                                    else _progress.active() is not None) and pid == 0) as bar:
-    _sweep_rounds(executable, chunks, rounds, nproc, pid, coords_all, padded, dtype, data,
-                  names, surf, on_chunk, bar)
-  surf.sweep_seconds = time.perf_counter() - t0
+    if plan is not None:
+      _tuned_sweep(plan, build, todo, coords_all, names, surf, on_chunk, bar)
+      return surf
+    chunks = [todo[s:s + chunk_size] for s in range(0, len(todo), chunk_size)]
+    rounds = math.ceil(len(chunks) / nproc)
+    t0 = time.perf_counter()
+    _sweep_rounds(cand.executable, chunks, rounds, nproc, pid, coords_all,
+                  functools.partial(_padded, size=chunk_size), dtype, data, names, surf,
+                  on_chunk, bar)
+    surf.sweep_seconds = time.perf_counter() - t0
   return surf
+
+
+def _padded(idx, size: int) -> np.ndarray:
+  """``idx`` padded to ``size`` entries by repeating its last (one compiled shape)."""
+  idx = np.asarray(idx, dtype=np.int64)
+  pad = size - len(idx)
+  filler = idx[-1] if len(idx) else 0
+  return np.concatenate([idx, np.full(pad, filler, np.int64)]) if pad else idx
+
+
+# ----------------------------------------------------------------------------- tuning
+#
+# ``point_mode="auto"`` and ``chunk_size=None`` are chosen by measurement on the first
+# chunks of the sweep itself (single process; several processes use the rules): every
+# candidate is compiled ahead of time (``lower().compile()``, so compilation stays out
+# of the comparison) and run on two real chunks, whose results are kept; its rate is the
+# faster of the two calls (the second, once the first has warmed caches; one call if it
+# runs at less than TUNE_GIVE_UP of the best rate so far). The search is
+# greedy: the point modes at chunk TUNE_START, then larger chunks while points/s grows
+# (smaller ones if the first larger one is slower), then smaller inner data batches.
+# A candidate is tried only while the cost so far (compilations after the first, and
+# the time its slower calls lost against the best rate) plus one more compilation stays
+# within TUNE_BUDGET of the estimated sweep time, and two full chunks are left for it.
+
+TUNE_BUDGET = 0.12          # tuning may cost this fraction of the estimated sweep
+TUNE_START = 16             # first chunk per device tried
+TUNE_MIN_CHUNKS = 4         # tune only with at least this many chunks of TUNE_START
+TUNE_CHUNKS = (4, 8, 16, 32, 64)   # chunk sizes per device tried
+TUNE_BATCH_DIVISORS = (2, 4)       # inner batches tried: batch_size / these
+TUNE_GIVE_UP = 0.5          # a candidate whose first call is this much slower gets no second
+
+
+@dataclasses.dataclass
+class _Candidate:
+  """One compiled setting of a sweep and its measured calls."""
+  mode: str
+  chunk: int
+  batch: int | None
+  executable: Any
+  compile_s: float
+  times: list[float] = dataclasses.field(default_factory=list)   # seconds per full call
+  points: int = 0
+
+  @property
+  def key(self) -> tuple:
+    return (self.mode, self.chunk, self.batch)
+
+  @property
+  def rate(self) -> float:
+    """Points/s of a full chunk: the best call after the first (the first if alone)."""
+    ts = self.times[1:] or self.times
+    return self.chunk / min(ts) if ts and min(ts) > 0 else 0.0
+
+  def record(self) -> dict[str, Any]:
+    return {"point_mode": self.mode, "chunk_size": self.chunk, "batch_size": self.batch,
+            "points_per_s": round(self.rate, 3), "compile_s": round(self.compile_s, 4),
+            "points": self.points}
+
+
+class _Builder:
+  """Compiles (and caches) the chunk function of a sweep for ``(mode, chunk, batch)``."""
+
+  def __init__(self, point_fn, split_names, reduce, devices, dim, dtype, data):
+    self.point_fn, self.split_names, self.reduce = point_fn, split_names, reduce
+    self.devices, self.dim, self.dtype, self.data = devices, dim, dtype, data
+    self.cache: dict[tuple, _Candidate] = {}
+
+  def __call__(self, mode: str, chunk: int, batch: int | None) -> _Candidate:
+    key = (mode, chunk, batch)
+    if key not in self.cache:
+      fn = _chunk_fn(self.point_fn, batch, mode, self.split_names, self.reduce)
+      if len(self.devices) > 1:
+        mesh = Mesh(np.array(self.devices), (POINT_AXIS,))
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(POINT_AXIS), PartitionSpec()),
+                           out_specs=PartitionSpec(POINT_AXIS), check_vma=False)
+      t0 = time.perf_counter()
+      exe = jax.jit(fn).lower(jnp.zeros((chunk, self.dim), self.dtype), self.data).compile()
+      self.cache[key] = _Candidate(mode, chunk, batch, exe, time.perf_counter() - t0)
+    return self.cache[key]
+
+
+@dataclasses.dataclass
+class _Plan:
+  """What :func:`_tuned_sweep` may vary: modes, chunk sizes, inner batches (first: start)."""
+  modes: list[str]
+  chunks: list[int]
+  start_chunk: int
+  batches: list[int | None]
+  ndev: int
+
+
+def tuning_candidates(batch_size: int | None, num_samples: int, *, convolution: bool,
+                      point_bytes: int = 1 << 20, num_devices: int = 1,
+                      reduce: bool = True, platform: str | None = None,
+                      ) -> list[tuple[str, int, int | None]]:
+  """Every ``(point_mode, chunk_size, batch_size)`` an automatic sweep may time.
+
+  Args:
+    batch_size: the sweep's ``batch_size`` (an upper bound of the inner batch).
+    num_samples: samples of the (largest) dataset; 0 without data.
+    convolution: whether the point function has a convolution (the rule's mode is then
+      ``"map"``, else ``"affine"``).
+    point_bytes: memory of one point (bounds the chunk, :func:`auto_chunk_size`).
+    num_devices: local devices (chunks are per-device sizes times this).
+    reduce: whether the sweep averages over batches (else the inner batch is not tuned).
+    platform: ``"cpu"``, ``"gpu"``, ...; ``None``: the first local device's (on a CPU a
+      model with convolutions is not timed in ``"vmap"`` mode).
+
+  Returns:
+    The candidates, the rule's mode first; chunks are not capped by the grid.
+  """
+  plan = _tuning_plan("auto", "map" if convolution else "affine", None, batch_size, num_samples,
+                      reduce, point_bytes, 1 << 62, num_devices, 1,
+                      platform or jax.local_devices()[0].platform)
+  return [(m, c, b) for m in plan.modes for c in plan.chunks for b in plan.batches]
+
+
+def _tuning_plan(point_mode, rule_mode, chunk_size, batch_size, n, reduce, point_bytes,
+                 num_todo, ndev, nproc, platform="cpu") -> _Plan | None:
+  """The candidates to measure, or ``None``: use the rules (explicit settings, several
+  processes, or too few points for tuning to pay); ``n``: samples of the largest dataset."""
+  if nproc > 1 or (point_mode != "auto" and chunk_size is not None):
+    return None
+  modes = [rule_mode]
+  if point_mode == "auto" and (rule_mode != "map" or platform != "cpu"):
+    # a vmapped convolution is a grouped one: maybe fine on an accelerator, but 5-7x slower
+    # than "map" on a CPU (CNN of scripts/bench_surface.py), too costly even to time
+    modes.append("vmap")
+  if chunk_size is None:
+    cap = _chunk_cap(point_bytes, "vmap" if len(modes) > 1 else rule_mode)
+    start = min(TUNE_START, cap) * ndev
+    chunks = sorted({start, *(c * ndev for c in TUNE_CHUNKS if c <= cap)})
+  else:
+    start = int(math.ceil(chunk_size / ndev) * ndev)
+    chunks = [start]
+  if num_todo < TUNE_MIN_CHUNKS * start:
+    return None
+  batches: list[int | None] = [batch_size]
+  if reduce and n:
+    full = batch_size if batch_size is not None and batch_size < n else n
+    calls = math.ceil(n / full)
+    for k in TUNE_BATCH_DIVISORS:   # k times as many batches, as even (full) as possible
+      b = math.ceil(n / (calls * k))
+      if 8 <= b < full and b not in batches:
+        batches.append(b)
+  if len(modes) == 1 and len(chunks) == 1 and len(batches) == 1:
+    return None
+  return _Plan(modes, chunks, start, batches, ndev)
+
+
+def _tuned_sweep(plan: _Plan, build: _Builder, todo, coords_all, names, surf, on_chunk,
+                 bar) -> None:
+  """Sweep ``todo`` (single process), measuring candidates on its first chunks."""
+  pos = 0
+  tried: list[_Candidate] = []
+  tuning_calls: list[tuple[_Candidate, float, int]] = []   # tuning calls: (candidate, s, points)
+
+  def run(cand: _Candidate, tuning: bool) -> None:
+    nonlocal pos
+    idx = todo[pos:pos + cand.chunk]
+    pos += len(idx)
+    t0 = time.perf_counter()
+    out = cand.executable(jnp.asarray(coords_all[_padded(idx, cand.chunk)], build.dtype),
+                          build.data)
+    out = {n: np.asarray(v, dtype=np.float64) for n, v in out.items()}
+    dt = time.perf_counter() - t0
+    if len(idx) == cand.chunk:
+      cand.times.append(dt)
+    cand.points += len(idx)
+    if tuning:
+      tuning_calls.append((cand, dt, len(idx)))
+    _finish_chunk(surf, idx, out, names, on_chunk, bar)
+
+  def left() -> int:
+    return len(todo) - pos
+
+  first = build(plan.modes[0], plan.start_chunk, plan.batches[0])
+  surf.compile_seconds = first.compile_s
+  t_start = time.perf_counter()
+
+  def trial(mode, chunk, batch) -> _Candidate | None:
+    """Measure one candidate on two chunks, if the budget and the points left allow it."""
+    key = (mode, chunk, batch)
+    if key in build.cache and build.cache[key].times:
+      return build.cache[key]
+    best_rate = 0.0
+    if tried:
+      best_rate = best().rate
+      est = max(c.compile_s for c in tried)
+      budget = TUNE_BUDGET * (first.compile_s + len(todo) / best_rate)
+      if overhead(best_rate) + est > budget or left() < 2 * chunk:
+        return None
+    cand = build(mode, chunk, batch)
+    tried.append(cand)
+    run(cand, tuning=True)
+    # a first call far slower than the best settles it: no second one to waste time on
+    if left() and not (cand.times and cand.rate < TUNE_GIVE_UP * best_rate):
+      run(cand, tuning=True)
+    return cand
+
+  def overhead(best_rate: float) -> float:
+    """Seconds tuning cost so far: extra compilations, and time lost to slower calls."""
+    lost = sum(dt - n / best_rate for c, dt, n in tuning_calls if c.rate < best_rate)
+    return sum(c.compile_s for c in tried[1:]) + max(0.0, lost)
+
+  def best() -> _Candidate:
+    return max((c for c in tried if c.times), key=lambda c: c.rate)
+
+  trial(plan.modes[0], plan.start_chunk, plan.batches[0])
+  for mode in plan.modes[1:]:
+    trial(mode, plan.start_chunk, plan.batches[0])
+  b = best()
+  i0 = plan.chunks.index(plan.start_chunk)
+  for direction in (1, -1):
+    moved = False
+    i = i0 + direction
+    while 0 <= i < len(plan.chunks):
+      cand = trial(b.mode, plan.chunks[i], b.batch)
+      if cand is None or cand.rate <= b.rate:
+        break
+      b, moved = cand, True
+      i += direction
+    if moved:
+      break
+  for batch in plan.batches[1:]:
+    cand = trial(b.mode, b.chunk, batch)
+    if cand is None or cand.rate <= b.rate:
+      break
+    b = cand
+  b = best()
+  while left():
+    rem = left()
+    if rem < b.chunk:   # the tail: the compiled candidate that finishes it soonest
+      ready = [c for c in build.cache.values() if c.rate > 0]
+      cand = min(ready, key=lambda c: math.ceil(rem / c.chunk) * c.chunk / c.rate)
+    else:
+      cand = b
+    run(cand, tuning=False)
+  surf.sweep_seconds = time.perf_counter() - t_start
+  surf.point_mode, surf.chunk_size, surf.batch_size = b.mode, b.chunk, b.batch
+  surf.tuning = {"candidates": [c.record() for c in tried], "chosen": b.record(),
+                 "overhead_s": round(overhead(b.rate), 4),
+                 "budget_s": round(TUNE_BUDGET * (first.compile_s + len(todo) / b.rate), 4)}
+
+
+def _finish_chunk(surf, idx, vals, names, on_chunk, bar) -> None:
+  """Store a finished chunk's values (``vals`` may be padded) and report it."""
+  vals = {n: v[:len(idx)] for n, v in vals.items()}
+  for n in names:
+    surf.values[n].reshape(-1)[idx] = vals[n]
+  surf.done.reshape(-1)[idx] = True
+  surf.num_evaluated += len(idx)
+  if on_chunk is not None:
+    on_chunk(idx, vals)
+  bar.update(len(idx))
 
 
 def _sweep_rounds(executable, chunks, rounds, nproc, pid, coords_all, padded, dtype, data,
@@ -498,12 +775,4 @@ def _sweep_rounds(executable, chunks, rounds, nproc, pid, coords_all, padded, dt
     else:
       results = [(c, out)]
     for ci, vals in results:
-      idx = chunks[ci]
-      vals = {n: v[:len(idx)] for n, v in vals.items()}
-      for n in names:
-        surf.values[n].reshape(-1)[idx] = vals[n]
-      surf.done.reshape(-1)[idx] = True
-      surf.num_evaluated += len(idx)
-      if on_chunk is not None:
-        on_chunk(idx, vals)
-      bar.update(len(idx))
+      _finish_chunk(surf, chunks[ci], vals, names, on_chunk, bar)

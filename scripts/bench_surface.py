@@ -120,6 +120,8 @@ class Row:
   loss: np.ndarray | None = None     # (P,) over the flat grid; NaN where not evaluated
   acc: np.ndarray | None = None
   note: str = ""
+  tuning: dict | None = None          # the sweep's Surface.tuning (auto settings only)
+  choice: tuple = ()                  # (point_mode, chunk_size, batch_size) it ran with
 
   @property
   def rate(self) -> float:
@@ -286,9 +288,14 @@ def _jax_row(method: str, run: Callable[[], surface.Surface], repeats: int,
   with _PeakRSS() as rss:
     surfs = [run() for _ in range(repeats)]
   best = min(surfs, key=lambda s: s.sweep_seconds)
-  note = f"point_mode={best.point_mode}, chunk={best.chunk_size}"
+  note = (f"point_mode={best.point_mode}, chunk={best.chunk_size}, "
+          f"batch={best.batch_size or 'all'}")
+  if best.tuning is not None:
+    note += (f" (tuned over {len(best.tuning['candidates'])} candidate(s), overhead "
+             f"{best.tuning['overhead_s']:.2f} s, in the points/s)")
   return Row(method, best.num_evaluated, best.sweep_seconds, surfs[0].compile_seconds, setup_s,
-             rss.mb, _flat(best, "loss"), _flat(best, "acc"), note)
+             rss.mb, _flat(best, "loss"), _flat(best, "acc"), note, best.tuning,
+             (best.point_mode, best.chunk_size, best.batch_size))
 
 
 def _jax_generic(p: Problem, point_mode: str, chunk: int | None, repeats: int) -> Row:
@@ -312,6 +319,67 @@ def _jax_model_aware(p: Problem, point_mode: str, chunk: int | None, repeats: in
     return surface.sweep(point_fn, p.xs, p.ys, data=fdata, batch_size=p.spec.batch,
                          chunk_size=chunk, point_mode=point_mode)
   return _jax_row("jax model-aware", run, repeats, setup_s)
+
+
+def _fixed_candidates(p: Problem) -> list[tuple[str, int, int | None]]:
+  """Every (point mode, chunk, inner batch) the generic sweep's tuner may choose from."""
+  conv = surface.has_convolution(p.obj.loss_fn, p.obj.params, (p.x[:1], p.y[:1]))
+  npts = len(p.xs) * len(p.ys)
+  out = []
+  for mode, chunk, batch in surface.tuning_candidates(
+      p.spec.batch, len(p.x), convolution=conv, point_bytes=lm.num_params(p.variables) * 4,
+      num_devices=jax.local_device_count()):
+    cand = (mode, min(chunk, npts), batch)   # a sweep caps its chunk at the grid
+    if cand not in out:
+      out.append(cand)
+  return out
+
+
+def _exhaustive(p: Problem, repeats: int) -> list[tuple[tuple, float]]:
+  """Steady-state points/s of a generic sweep at every fixed candidate (compile excluded)."""
+  out = []
+  for mode, chunk, batch in _fixed_candidates(p):
+    best = 0.0
+    for _ in range(repeats):
+      s = surface.evaluate(p.obj.loss_fn, p.obj.params, p.dirs, p.xs, p.ys, data=(p.x, p.y),
+                           batch_size=batch, metrics=p.obj.metrics, chunk_size=chunk,
+                           point_mode=mode)
+      best = max(best, s.points_per_second)
+    out.append(((mode, chunk, batch), best))
+  return out
+
+
+def _choice(c: tuple) -> str:
+  mode, chunk, batch = c
+  return f"{mode}/chunk {chunk}/batch {batch or 'all'}"
+
+
+def _tuning_lines(rows: Sequence[Row], exhaustive: list[tuple[tuple, float]] | None) -> list[str]:
+  """The auto-tuned choice against the best fixed one, and generic/model-aware."""
+  lines = []
+  by = {r.method: r for r in rows}
+  gen, aware = by.get("jax generic"), by.get("jax model-aware")
+  if gen is not None:
+    tuned = gen.tuning
+    how = ("by the rules (too few points to tune)" if tuned is None else
+           f"tuned over {len(tuned['candidates'])} candidate(s), overhead "
+           f"{tuned['overhead_s']:.2f} s of a {tuned['budget_s']:.2f} s budget")
+    lines.append(f"auto choice (jax generic): {_choice(gen.choice)} at {gen.rate:.3g} points/s "
+                 f"including tuning overhead; {how}")
+    if tuned is not None:
+      lines.append("  timed on the sweep's first chunks: " + ", ".join(
+          f"{_choice((c['point_mode'], c['chunk_size'], c['batch_size']))} "
+          f"{c['points_per_s']:.3g}" for c in tuned["candidates"]))
+  if gen is not None and exhaustive:
+    (best_c, best_rate) = max(exhaustive, key=lambda e: e[1])
+    lines.append(f"best fixed choice of {len(exhaustive)} (exhaustive, steady state): "
+                 f"{_choice(best_c)} at {best_rate:.3g} points/s; auto/best "
+                 f"{gen.rate / best_rate:.2f}")
+    lines.append("  " + ", ".join(f"{_choice(c)} {r:.3g}" for c, r in exhaustive))
+  if gen is not None and aware is not None:
+    lines.append(f"generic/model-aware: {gen.rate / aware.rate:.2f} ({gen.rate:.3g} vs "
+                 f"{aware.rate:.3g} points/s, auto settings, tuning overhead included)")
+  return lines
 
 
 # ----------------------------------------------------------------------------- torch networks
@@ -644,11 +712,20 @@ def _bench_model(spec: Spec, args: argparse.Namespace, peak: float,
                    "of peak")
     if extra:
       print(f"  {r.method}: {'; '.join(extra)}")
+  exhaustive = None
+  if args.exhaustive and settings == [("auto", None)]:
+    exhaustive = _exhaustive(p, args.repeats)
+  tuning_lines = _tuning_lines(rows, exhaustive) if settings == [("auto", None)] else []
+  print("\n".join(tuning_lines))
   return True, {"model": spec.name, "points": npts, "flops_per_point": p.flops_per_point,
                 "rows": [{"method": r.method, "points_per_s": r.rate, "points": r.points,
                           "seconds": r.seconds, "compile_s": r.compile_s,
-                          "setup_s": r.setup_s, "peak_rss_mb": r.rss_mb, "note": r.note}
-                         for r in rows]}
+                          "setup_s": r.setup_s, "peak_rss_mb": r.rss_mb, "note": r.note,
+                          "tuning": r.tuning}
+                         for r in rows],
+                "exhaustive": [{"choice": list(c), "points_per_s": rate}
+                               for c, rate in exhaustive or []],
+                "tuning_summary": tuning_lines}
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -672,6 +749,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   ap.add_argument("--torch-repeats", type=int, default=1, help="torch loops per row (best is kept)")
   ap.add_argument("--torch-points", type=int, default=None,
                   help="at most this many grid points in the torch loops (default: per model)")
+  ap.add_argument("--exhaustive", action=argparse.BooleanOptionalAction, default=True,
+                  help="with the auto settings, also time the generic sweep at every fixed "
+                  "(mode, chunk, batch) the tuner chooses from, and print the best against the "
+                  "auto choice (--no-exhaustive skips it)")
   ap.add_argument("--rtol", type=float, default=1e-4, help="tolerance of the loss-grid check")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--json", default=None, help="also write the results to this JSON file")

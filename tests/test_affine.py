@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from landscape import losses, models, objective, surface
+from landscape import batching, losses, models, objective, surface
 from landscape._affine import affine_vmap, dedupe
 
 F64_EPS = np.finfo(np.float64).eps
@@ -52,7 +52,7 @@ def _count(jaxpr, name: str, pred=lambda eqn: True) -> int:
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == name and pred(eqn):
       n += 1
-    for sub in surface._sub_jaxprs(eqn.params):
+    for sub in batching._sub_jaxprs(eqn.params):
       n += _count(sub, name, pred)
   return n
 

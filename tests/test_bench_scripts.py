@@ -66,6 +66,16 @@ def test_bench_surface_smoke():
     assert any(ln.startswith("torch ") and ln.endswith(" threads") for ln in out.splitlines())
   else:
     assert "torch baselines are skipped" in out
+  # the auto choice against the exhaustively timed fixed candidates, and generic/model-aware
+  lines = out.splitlines()
+  auto = [ln for ln in lines if ln.startswith("auto choice (jax generic): ")]
+  assert len(auto) == 1 and "points/s including tuning overhead" in auto[0], out
+  best = [ln for ln in lines if ln.startswith("best fixed choice of ")]
+  # 3x3 grid: modes affine, vmap x chunks 4, 8, 9 x batches 250, 125, 63
+  assert len(best) == 1 and best[0].startswith("best fixed choice of 18 "), out
+  assert float(best[0].rsplit("auto/best ", 1)[1]) > 0, out
+  ratio = [ln for ln in lines if ln.startswith("generic/model-aware: ")]
+  assert len(ratio) == 1 and float(ratio[0].split()[1]) > 0, out
 
 
 @pytest.mark.slow
