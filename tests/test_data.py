@@ -552,3 +552,11 @@ def test_dataset_validates(kwargs, exc, fragment):
   fields.update(kwargs)
   with pytest.raises(exc, match=re.escape(fragment)):
     data.Dataset(**fields)
+
+
+def test_digits_read_from_the_shipped_csv_equal_load_digits():
+  from sklearn.datasets import load_digits
+  images, target = data._digits_arrays()
+  bunch = load_digits()
+  np.testing.assert_array_equal(images, bunch.images)
+  np.testing.assert_array_equal(target, bunch.target)
