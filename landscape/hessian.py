@@ -523,7 +523,8 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
       run = linalg.driven_lanczos(apply, args, random_tree(k, params, "rademacher"), steps,
                                   on_step=lambda j, r=r: progress.set(r * steps + j))
       nodes.append(linalg.krylov_quadrature(run))
-  theta, tau = (jnp.stack(x) for x in zip(*nodes))
+  dtype = linalg.tree_dtype(params)
+  theta, tau = (jnp.asarray(np.stack(x), dtype) for x in zip(*nodes))
   grid, phi = linalg.smoothed_density(theta, tau, sigma, margin, grid_size=grid_size)
   return Density(grid, phi, theta, tau, num_runs * steps)
 
@@ -556,6 +557,11 @@ def negative_fraction(density_result: Density, threshold: float = 0.0) -> float:
 
 
 # ------------------------------------------------------------- shared probes
+
+@jax.jit
+def _norm2(tree: PyTree) -> jax.Array:
+  return optax.tree.vdot(tree, tree)
+
 
 class Probes(NamedTuple):
   """Eigenvalues, trace and density at one point from Lanczos runs that share their work.
@@ -681,29 +687,31 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
       nodes.append(linalg.krylov_quadrature(run))
       if trace:
         samples_q.append(n * (linalg.deflated_quadratic(first, run)
-                              if trace_method == "hutch++" else run.alphas[0]))
+                              if trace_method == "hutch++" else float(run.alphas[0])))
       done += run.num_steps
     hvps = done
     for probe_key in jax.random.split(keys[2], max(probes_left, 1))[:probes_left]:
       z = random_tree(probe_key, params, "rademacher")
       if trace_method == "hutch++":
         z = linalg.deflate(first, z)
-      norm2 = optax.tree.vdot(z, z)
       run = linalg.driven_lanczos(apply, args, z, size, steps=1)
-      samples_q.append(norm2 * run.alphas[0])
+      samples_q.append(float(_norm2(z)) * float(run.alphas[0]))
       done += 1
       bar.set(done)
     hvps = done
   est = None
+  dtype = first.alphas.dtype
   if trace:
-    q = jnp.stack(samples_q)
-    base = jnp.sum(first.alphas[:first.num_steps]) if trace_method == "hutch++" else 0.0
-    est = (base + jnp.mean(q), jnp.std(q, ddof=1) / np.sqrt(q.shape[0]))
+    q = np.asarray(samples_q, np.float64)
+    base = (float(np.sum(np.asarray(first.alphas[:first.num_steps], np.float64)))
+            if trace_method == "hutch++" else 0.0)
+    est = (jnp.asarray(base + q.mean(), dtype), jnp.asarray(q.std(ddof=1) / np.sqrt(q.size), dtype))
   dens = None
   if density:
     width = max(int(t.shape[0]) for t, _ in nodes)
-    theta = jnp.stack([jnp.pad(t, (0, width - t.shape[0]), mode="edge") for t, _ in nodes])
-    tau = jnp.stack([jnp.pad(w, (0, width - w.shape[0])) for _, w in nodes])
+    theta = jnp.asarray(np.stack([np.pad(t, (0, width - t.shape[0]), mode="edge")
+                                  for t, _ in nodes]), dtype)
+    tau = jnp.asarray(np.stack([np.pad(w, (0, width - w.shape[0])) for _, w in nodes]), dtype)
     grid, phi = linalg.smoothed_density(theta, tau, None, None, grid_size=grid_size)
     dens = Density(grid, phi, theta, tau, first.num_steps + extra_runs * dsteps)
   return Probes(eigen, est, (probes_left if trace else 0), dens, hvps, apply.method)

@@ -450,10 +450,18 @@ def krylov_pairs(run: Krylov, *, k: int, which: str, return_vectors: bool = Fals
   return pairs
 
 
-def krylov_quadrature(run: Krylov) -> tuple[jax.Array, jax.Array]:
-  """:func:`gauss_quadrature` of the ``n`` steps of a :func:`driven_lanczos` run."""
+def _tridiagonal_np(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+  n = alphas.shape[0]
+  return np.diag(alphas) + np.diag(betas[:n - 1], 1) + np.diag(betas[:n - 1], -1)
+
+
+def krylov_quadrature(run: Krylov) -> tuple[np.ndarray, np.ndarray]:
+  """:func:`gauss_quadrature` of the ``n`` steps of a :func:`driven_lanczos` run, on the
+  host in float64 (``T_n`` is tiny; no kernel to compile per run length)."""
   n = run.num_steps
-  return gauss_quadrature(run.alphas[:n], run.betas[:n])
+  theta, s = np.linalg.eigh(_tridiagonal_np(np.asarray(run.alphas[:n], np.float64),
+                                            np.asarray(run.betas[:n], np.float64)))
+  return theta, s[0] ** 2
 
 
 @jax.jit
@@ -480,7 +488,7 @@ def _projections(basis: PyTree, count: jax.Array, state: _State, n: jax.Array
           jnp.where(mask, _coefficients(basis, v1), 0.0))
 
 
-def deflated_quadratic(sketch: Krylov, run: Krylov) -> jax.Array:
+def deflated_quadratic(sketch: Krylov, run: Krylov) -> float:
   """``v₀ᵀ P A P v₀`` with ``P = I − QQᵀ``, ``Q`` the basis of ``sketch``, ``v₀`` the unit
   start of ``run``, from quantities both runs hold (no matvec).
 
@@ -494,11 +502,12 @@ def deflated_quadratic(sketch: Krylov, run: Krylov) -> jax.Array:
   """
   m = sketch.num_steps
   c, c1 = _projections(sketch.basis, jnp.asarray(m), run.state, jnp.asarray(run.num_steps))
-  c, c1 = c[:m], c1[:m]
-  alpha0, beta0 = run.alphas[0], run.betas[0]
+  c, c1 = np.asarray(c[:m], np.float64), np.asarray(c1[:m], np.float64)
+  alpha0, beta0 = float(run.alphas[0]), float(run.betas[0])
   d = alpha0 * c + beta0 * c1
-  t = tridiagonal(sketch.alphas[:m], sketch.betas[:m])
-  return alpha0 - 2.0 * jnp.dot(c, d) + c @ (t @ c)
+  t = _tridiagonal_np(np.asarray(sketch.alphas[:m], np.float64),
+                      np.asarray(sketch.betas[:m], np.float64))
+  return float(alpha0 - 2.0 * c @ d + c @ t @ c)
 
 
 def tridiagonal(alphas: Float[Array, "m"], betas: Float[Array, "m"] | Float[Array, "m-1"]
