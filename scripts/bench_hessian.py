@@ -25,9 +25,15 @@ script measures three things.
    iteration.
 2. **HVP cost.** One full-dataset (batched, jitted) forward-over-reverse HVP
    (``landscape.hessian.hvp_fn``) against one full-dataset gradient, steady state, median of
-   ``--repeats`` runs; also a ``jax.linearize`` HVP (the gradient linearized once, then
-   applied to several vectors: the cost of the first and of each further HVP) and, for
-   context, torch's double-backward HVP and gradient. Target: HVP <= 3x a gradient.
+   ``--repeats`` runs (target: HVP <= 3x a gradient); then the three ways to compute an HVP
+   (``scripts/_bench_models.py``, shared with ``bench_gpu.py``): forward-over-reverse
+   (``jax.jvp`` of ``jax.grad``), reverse-over-forward (``jax.grad`` of ``jax.jvp``) and
+   linearized (``jax.linearize(jax.grad(f), p)`` once: the first HVP and each further
+   one), as multiples of a gradient, on three models: this MLP, the digits CNN
+   (landscape's default ``cnn``, conv 16-32 + dense 64, on 512 digits samples) and
+   ResNet-20 (256 random 32x32x3 inputs; ``--quick``: 128 digits, and ResNet-20 of width 4
+   on 8 inputs), with the best method per model for one HVP and for many at one point;
+   and, for context, torch's double-backward HVP and gradient.
 3. **Curvature maps, before and after.** ``landscape.curvature.curvature_map`` on a
    ``--grid`` x ``--grid`` filter-normalized plane through the trained point, four ways: the
    map as it was (``--curv-steps`` Lanczos steps per point from a Gaussian start, every HVP
@@ -38,6 +44,13 @@ script measures three things.
    HVPs per point, the fraction of points converged, and the largest error of the extreme
    eigenvalues over the grid against a map converged to 1e-5.
 
+4. **The centre probes of ``landscape run``**, before and after they shared work: the
+   top/bottom-``k`` Lanczos run, a Hutch++ trace of 30 HVPs and SLQ with 4 runs of 30
+   steps as three separate probes (230 HVPs) against ``landscape.hessian.probes`` (the
+   eigenvalue run is an SLQ sample and the trace's sketch; SLQ starts are deflated trace
+   probes), with the HVPs, seconds, largest Ritz residual, trace ± standard error and
+   negative fraction of each. Target: <= 60% of the HVPs.
+
 Seconds are wall-clock on whatever else the machine runs: noisy where it is shared. HVP
 counts are not.
 
@@ -45,7 +58,7 @@ Usage::
 
   python scripts/bench_hessian.py                 # the full benchmark (~10 min on 2 cores, most
                                                   # of it the ~90 torch HVPs of power iteration)
-  python scripts/bench_hessian.py --quick         # CI size: MLP 64-32-10 on 500 samples, < 60 s
+  python scripts/bench_hessian.py --quick         # CI size: MLP 64-32-10 on 500 samples, ~60 s
   python scripts/bench_hessian.py --samples 2000 --k 10 --tol 1e-4 --threads 2
 
 torch is the optional ``bench`` extra (``pip install -e '.[bench]'``); without it the
@@ -69,10 +82,9 @@ import functools
 import json
 import math
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -82,8 +94,10 @@ import optax
 
 import landscape.models as lm
 from landscape import curvature, directions, grid, hessian, losses, objective, train
-from landscape.batching import batched_mean
 from landscape.errors import ConfigError, LandscapeError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_models as bm  # noqa: E402  (scripts/_bench_models.py, shared with bench_gpu.py)
 
 try:
   import torch
@@ -194,24 +208,9 @@ def _train(module, params, loss, x, y, spec: Spec, rng: np.random.Generator):
 # ----------------------------------------------------------------------------- timing
 
 
-def _block(tree: Any) -> Any:
-  return jax.block_until_ready(tree)
-
-
-def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> float:
-  """Median wall time of ``fn()`` over ``repeats`` runs, after one untimed warm-up run."""
-  if warmup:
-    fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
-def _random_like(params: Any, rng: np.random.Generator) -> Any:
-  return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), params)
+_block = bm.block
+_median_seconds = bm.median_seconds
+_random_like = bm.random_like
 
 
 def _max_rel_err(values: np.ndarray, ref: np.ndarray) -> float:
@@ -415,47 +414,31 @@ def _torch_power(th: _TorchHessian, args) -> Row:
 
 
 def _hvp_cost(p: Problem, args, th: _TorchHessian | None) -> tuple[dict, list[str]]:
-  """Full-dataset gradient, forward-over-reverse HVP and linearize HVPs: median seconds."""
-  loss_fn, bs, m = p.obj.loss_fn, p.spec.batch, args.linearize_vectors
-  rng = np.random.default_rng(args.seed + 3)
+  """Full-dataset gradient, landscape's HVP and the three HVP methods of
+  ``_bench_models.hvp_cost`` (forward-over-reverse, reverse-over-forward, linearized):
+  median seconds on the trained MLP, then the same methods on the digits CNN and ResNet-20."""
+  bs = p.spec.batch
   params, data = p.obj.params, p.data
-  v = _random_like(params, rng)
-  vs = jax.tree.map(lambda *a: jnp.stack(a), *[_random_like(params, rng) for _ in range(m)])
-
-  def full_grad(q, d):
-    return batched_mean(lambda b: jax.grad(loss_fn)(q, b), d, bs)
-
-  grad_j = jax.jit(full_grad)
-  hvp_j = jax.jit(lambda q, u, d: hessian.hvp_fn(loss_fn, d, batch_size=bs)(q, u))
-
-  @jax.jit
-  def linearized(q, us, d):
-    _, f = jax.linearize(lambda r: full_grad(r, d), q)
-    return jax.lax.map(f, us)
-
-  first = jax.tree.map(lambda a: a[:1], vs)
-  t = {"grad": _median_seconds(lambda: _block(grad_j(params, data)), args.repeats),
-       "hvp": _median_seconds(lambda: _block(hvp_j(params, v, data)), args.repeats),
-       "lin1": _median_seconds(lambda: _block(linearized(params, first, data)), args.repeats),
-       "linm": _median_seconds(lambda: _block(linearized(params, vs, data)), args.repeats)}
-  lin_next = (t["linm"] - t["lin1"]) / (m - 1)
-  ratio = t["hvp"] / t["grad"]
+  v = _random_like(params, np.random.default_rng(args.seed + 3))
+  mlp = bm.hvp_cost(p.obj.loss_fn, params, data, bs, args.repeats, seed=args.seed + 3,
+                    label=p.spec.label, num_params=p.num_params)
+  hvp_j = jax.jit(lambda q, u, d: hessian.hvp_fn(p.obj.loss_fn, d, batch_size=bs)(q, u))
+  hvp_s = _median_seconds(lambda: _block(hvp_j(params, v, data)), args.repeats)
+  g = mlp.grad_s
+  ratio = hvp_s / g
+  fr, rf, l1, ln = (mlp.seconds[m] for m in bm.METHODS)
   lines = [
-      f"gradient (full dataset, batch {bs}, jit)      {t['grad'] * 1e3:9.2f} ms",
-      f"HVP forward-over-reverse (hessian.hvp_fn)     {t['hvp'] * 1e3:9.2f} ms  "
+      f"gradient (full dataset, batch {bs}, jit)      {g * 1e3:9.2f} ms",
+      f"HVP forward-over-reverse (hessian.hvp_fn)     {hvp_s * 1e3:9.2f} ms  "
       f"= {ratio:.2f}x a gradient (target <= {TARGET_HVP_PER_GRAD:g}x): "
       f"{'PASS' if ratio <= TARGET_HVP_PER_GRAD else 'FAIL'}",
-      f"HVP jax.linearize, first (linearize + apply)  {t['lin1'] * 1e3:9.2f} ms  "
-      f"= {t['lin1'] / t['grad']:.2f}x a gradient",
-      f"HVP jax.linearize, amortized over {m}          {t['linm'] / m * 1e3:9.2f} ms  "
-      f"= {t['linm'] / m / t['grad']:.2f}x a gradient",
-      (f"HVP jax.linearize, each further (marginal)    {lin_next * 1e3:9.2f} ms  "
-       f"= {lin_next / t['grad']:.2f}x a gradient" if lin_next > 0 else
-       "HVP jax.linearize, each further (marginal)            - ms  (below the timing noise)")
-      + " (residuals of the whole dataset kept in memory)"]
-  out = {"grad_s": t["grad"], "hvp_s": t["hvp"], "hvp_per_grad": ratio,
-         "linearize_first_s": t["lin1"], "linearize_amortized_s": t["linm"] / m,
-         "linearize_next_s": lin_next}
+      f"HVP forward-over-reverse (jax.jvp of grad)    {fr * 1e3:9.2f} ms  = {fr / g:.2f}x a gradient",
+      f"HVP reverse-over-forward (grad of jax.jvp)    {rf * 1e3:9.2f} ms  = {rf / g:.2f}x a gradient",
+      f"HVP jax.linearize, first (linearize + apply)  {l1 * 1e3:9.2f} ms  = {l1 / g:.2f}x a gradient",
+      f"HVP jax.linearize, each further (apply)       {ln * 1e3:9.2f} ms  = {ln / g:.2f}x a gradient"
+      " (residuals of the whole dataset kept in memory)"]
+  out = {"grad_s": g, "hvp_s": hvp_s, "hvp_per_grad": ratio, "linearize_first_s": l1,
+         "linearize_next_s": ln, "forward_over_reverse_s": fr, "reverse_over_forward_s": rf}
   if th is not None:
     tv = _normalization([torch.randn(q.size()) for q in th.params])
     tg = _median_seconds(th.grad, args.repeats)
@@ -463,8 +446,15 @@ def _hvp_cost(p: Problem, args, th: _TorchHessian | None) -> tuple[dict, list[st
     th.num_hvps = 0
     lines += [f"torch gradient                                {tg * 1e3:9.2f} ms",
               f"torch HVP (double backward, as PyHessian)     {thv * 1e3:9.2f} ms  "
-              f"= {thv / tg:.2f}x a torch gradient, {thv / t['hvp']:.2f}x the jax HVP"]
+              f"= {thv / tg:.2f}x a torch gradient, {thv / hvp_s:.2f}x the jax HVP"]
     out.update(torch_grad_s=tg, torch_hvp_s=thv)
+  costs = [mlp] + [bm.hvp_cost_of(bm.build(spec, args.seed), args.repeats, seed=args.seed + 3)
+                   for spec in (bm.HVP_MODELS_QUICK if args.quick else bm.HVP_MODELS)]
+  lines += ["", "HVP / gradient cost by model and method (one full-dataset gradient = 1; "
+            "linearized 1st = jax.linearize + one apply):", *bm.hvp_table(costs)]
+  lines += [f"  best for {c.label}: one HVP {c.best_one}; many HVPs at one point {c.best_many}"
+            for c in costs]
+  out["by_model"] = [c.as_dict() for c in costs]
   return out, lines
 
 
@@ -528,6 +518,50 @@ def _curvature(p: Problem, args, ref_top: float, hvp_s: float) -> tuple[dict, li
 # ----------------------------------------------------------------------------- report
 
 
+def _centre_probes(p: Problem, args) -> tuple[dict, list[str]]:
+  """``landscape run``'s centre probes (top/bottom-5, Hutch++ trace of 30 HVPs, SLQ 4x30)
+  as separate probes (before) and as :func:`landscape.hessian.probes` (sharing work)."""
+  loss_fn, params, data = p.obj.loss_fn, p.obj.params, p.data
+  key, batch = jax.random.key(args.seed), p.spec.batch
+  runs, steps, samples = (2, 10, 12) if args.quick else (4, 30, 30)
+  out = {}
+  t0 = time.perf_counter()
+  eig = hessian.eigenvalues(loss_fn, params, data, k=args.k, which="both", key=key,
+                            batch_size=batch, hvp="fwd-rev")
+  tr = hessian.trace(loss_fn, params, data, key=jax.random.fold_in(key, 1), method="hutch++",
+                     num_samples=samples, batch_size=batch)
+  dens = hessian.density(loss_fn, params, data, key=jax.random.fold_in(key, 2), num_runs=runs,
+                         num_steps=steps, batch_size=batch, hvp="fwd-rev")
+  sep_s = time.perf_counter() - t0
+  out["separate"] = dict(hvps=eig[0].num_hvps + samples + dens.num_hvps, seconds=sep_s,
+                         residual=max(float(np.max(e.residuals)) for e in eig),
+                         trace=float(tr[0]), stderr=float(tr[1]),
+                         negative_fraction=hessian.negative_fraction(dens))
+  t0 = time.perf_counter()
+  res = hessian.probes(loss_fn, params, data, key=key, k=args.k, trace_samples=samples,
+                       density_runs=runs, density_steps=steps, batch_size=batch)
+  out["shared"] = dict(hvps=res.num_hvps, seconds=time.perf_counter() - t0,
+                       residual=max(float(np.max(e.residuals)) for e in res.eigen),
+                       trace=float(res.trace[0]), stderr=float(res.trace[1]),
+                       negative_fraction=hessian.negative_fraction(res.density), hvp=res.hvp)
+  top = [np.asarray(e.values) for e in eig], [np.asarray(e.values) for e in res.eigen]
+  out["eig_max_rel_diff"] = float(max(np.max(np.abs(a - b) / np.abs(a)) for a, b in zip(*top)))
+  ratio = out["shared"]["hvps"] / out["separate"]["hvps"]
+  out["hvp_ratio"] = ratio
+  lines = [f"centre probes of `landscape run` (top/bottom-{args.k} Lanczos, Hutch++ trace of "
+           f"{samples} HVPs, SLQ {runs}x{steps}):",
+           f"  {'':9}{'HVPs':>6}{'seconds':>9}{'max Ritz residual':>19}{'trace ± stderr':>22}"
+           f"{'neg. fraction':>15}"]
+  for name in ("separate", "shared"):
+    r = out[name]
+    lines.append(f"  {name:9}{r['hvps']:>6}{r['seconds']:>9.2f}{r['residual']:>19.2g}"
+                 f"{r['trace']:>13.5g} ± {r['stderr']:<7.2g}{r['negative_fraction']:>14.4f}")
+  lines.append(f"  shared/separate HVPs = {ratio:.2f} (target <= 0.60: "
+               f"{'PASS' if ratio <= 0.6 else 'FAIL'}); eigenvalues agree to "
+               f"{out['eig_max_rel_diff']:.1e} relative; shared HVPs by {res.hvp}")
+  return out, lines
+
+
 def _fmt(v: float, spec: str) -> str:
   return "-" if not np.isfinite(v) else format(v, spec)
 
@@ -565,8 +599,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                   "tiny layers gain nothing from threads and lose much on a loaded machine)")
   ap.add_argument("--repeats", type=int, default=None,
                   help="timed runs per JAX measurement, median kept (default 5; 3 quick)")
-  ap.add_argument("--linearize-vectors", type=int, default=4,
-                  help="vectors per jax.linearize call (its per-HVP cost is the marginal one)")
   ap.add_argument("--grid", type=int, default=3, help="curvature map on a grid x grid plane")
   ap.add_argument("--curv-steps", type=int, default=16,
                   help="Lanczos steps per point of the fixed-step (old) curvature map")
@@ -588,7 +620,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.repeats = 3 if args.quick else 5
   for flag, low in (("samples", 1), ("batch_size", 1), ("k", 1), ("max_iter", 1),
                     ("ref_steps", 1), ("train_steps", 0), ("threads", 1), ("repeats", 1),
-                    ("linearize_vectors", 2), ("grid", 1), ("curv_steps", 1), ("curv_cap", 1),
+                    ("grid", 1), ("curv_steps", 1), ("curv_cap", 1),
                     ("curv_ref_steps", 1)):
     value = getattr(args, flag)
     if value is not None and value < low:
@@ -676,6 +708,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   curv, lines = _curvature(p, args, float(ref[0]), cost["hvp_s"])
   print("\n".join(lines))
 
+  # -- 4. the centre probes, separate and shared
+  print()
+  centre, lines = _centre_probes(p, args)
+  print("\n".join(lines))
+
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"model": spec.label, "samples": spec.samples, "batch": spec.batch,
@@ -683,7 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "reference": ref.tolist(),
                  "topk": [{"method": r.method, "hvps": r.hvps, "seconds": r.seconds,
                            "values": r.values.tolist(), "max_rel_err": r.err} for r in rows],
-                 "jax_first_call_s": first_s, "hvp_cost": cost, "curvature_map": curv}, f,
+                 "jax_first_call_s": first_s, "hvp_cost": cost, "curvature_map": curv,
+                 "centre_probes": centre}, f,
                 indent=1)
   return 0 if ok else 1
 

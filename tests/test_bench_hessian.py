@@ -72,6 +72,17 @@ def test_bench_hessian_smoke():
                   r"\(target <= 3x\): (PASS|FAIL)", out)
   assert hvp is not None and float(hvp.group(1)) > 0 and float(hvp.group(2)) > 0, out
   assert "HVP jax.linearize, first" in out, out
+  for method in ("forward-over-reverse (jax.jvp of grad)", "reverse-over-forward (grad of jax.jvp)",
+                 "jax.linearize, first (linearize + apply)", "jax.linearize, each further (apply)"):
+    m = re.search(rf"HVP {re.escape(method)} +(\S+) ms += (\S+)x a gradient", out)
+    assert m is not None and float(m.group(1)) > 0 and float(m.group(2)) > 0, (method, out)
+  lines = out.splitlines()
+  start = next(i for i, ln in enumerate(lines) if ln.startswith("model "))
+  by_model = [[c.strip() for c in ln.split("|")] for ln in lines[start + 1:start + 4]]
+  assert [r[0].split(" ")[0] for r in by_model] == ["MLP", "digits", "ResNet-20"], out
+  for r in by_model:
+    assert all(float(c) > 0 for c in r[3:8]), r
+    assert re.search(rf"best for {re.escape(r[0])}: one HVP \S+", out), out
   maps = {}
   for name in ("fixed steps (before)", "fixed steps, linearized", "converged, random start",
                "converged, warm start"):
@@ -87,12 +98,25 @@ def test_bench_hessian_smoke():
   for name in ("converged, random start", "converged, warm start"):
     assert maps[name][3] == "100%" and float(maps[name][4]) <= 2e-2, maps[name]
   assert re.search(r"centre: reference max_eig \S+ vs the probe's", out), out
+  probes = {}
+  for name in ("separate", "shared"):
+    line = next((ln for ln in lines if ln.strip().startswith(name + " ")), None)
+    assert line is not None, out
+    probes[name] = line.split()
+  sep, shared = (int(probes[n][1]) for n in ("separate", "shared"))
+  assert shared < sep                                   # the probes share work
+  # --quick: eigen cap 80 (or dim) + 2 SLQ runs of 10 + Hutch++ 12: the shared run saves
+  # the SLQ run it reuses and the sketch
+  m = re.search(r"shared/separate HVPs = (\S+) \(target <= 0.60: (PASS|FAIL)\); eigenvalues "
+                r"agree to (\S+) relative", out)
+  assert m is not None and float(m.group(1)) == pytest.approx(shared / sep, abs=0.006), out
+  assert float(m.group(3)) <= 1e-2, out          # the same Lanczos run from the same start
 
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--tol", "2"], "--tol must be in (0, 1)"),
     (["--k", "0"], "--k must be >= 1"),
-    (["--linearize-vectors", "1"], "--linearize-vectors must be >= 2"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
     (["--k", "6", "--ref-steps", "5"], "--ref-steps (5) must be >= --k (6)"),
     (["--curv-tol", "0"], "--curv-tol must be in (0, 1)"),
 ])
