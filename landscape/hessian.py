@@ -657,8 +657,8 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
   wanted = (samples - 2 * (samples // 3) if trace_method == "hutch++" else samples) if trace else 0
   probes_left = max(0, wanted - free)
   total = cap + extra_runs * dsteps + probes_left
-  keys = [jax.random.fold_in(key, i) for i in range(3)]
-  slq_starts = jax.random.split(keys[1], max(extra_runs, 1))[:extra_runs]
+  slq_key, trace_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
+  slq_starts = jax.random.split(slq_key, max(extra_runs, 1))[:extra_runs]
   with _progress.progress(total, "HVPs", f"Hessian probes (Lanczos {which}, "
                           f"{runs if density else 0} SLQ runs, {trace_method if trace else 'no'}"
                           " trace)", cap=tol > 0) as bar:
@@ -671,12 +671,10 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
                                   tol=tol, k=k, which=which, on_step=tick)
     pairs = linalg.krylov_pairs(first, k=k, which=which)
     eigen = tuple(Eigen(r.values, None, first.num_steps, r.residuals) for r in pairs)
-    hvps = first.num_steps
-    if density and first.num_steps < dsteps:
+    if density and first.num_steps < dsteps:   # continued to be a full SLQ sample
       first = linalg.driven_lanczos(apply, args, None, size, steps=dsteps, resume=first,
                                     on_step=tick)
-      hvps = first.num_steps
-    done = hvps
+    done = first.num_steps
     nodes, samples_q = [], []
     if density:
       nodes.append(linalg.krylov_quadrature(first))
@@ -689,8 +687,7 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
         samples_q.append(n * (linalg.deflated_quadratic(first, run)
                               if trace_method == "hutch++" else float(run.alphas[0])))
       done += run.num_steps
-    hvps = done
-    for probe_key in jax.random.split(keys[2], max(probes_left, 1))[:probes_left]:
+    for probe_key in jax.random.split(trace_key, max(probes_left, 1))[:probes_left]:
       z = random_tree(probe_key, params, "rademacher")
       if trace_method == "hutch++":
         z = linalg.deflate(first, z)
@@ -698,7 +695,6 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
       samples_q.append(float(_norm2(z)) * float(run.alphas[0]))
       done += 1
       bar.set(done)
-    hvps = done
   est = None
   dtype = first.alphas.dtype
   if trace:
@@ -714,7 +710,7 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
     tau = jnp.asarray(np.stack([np.pad(w, (0, width - w.shape[0])) for _, w in nodes]), dtype)
     grid, phi = linalg.smoothed_density(theta, tau, None, None, grid_size=grid_size)
     dens = Density(grid, phi, theta, tau, first.num_steps + extra_runs * dsteps)
-  return Probes(eigen, est, (probes_left if trace else 0), dens, hvps, apply.method)
+  return Probes(eigen, est, probes_left, dens, done, apply.method)
 
 
 # ------------------------------------------------ curvature map (landscape.curvature)

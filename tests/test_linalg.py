@@ -146,7 +146,9 @@ def test_extreme_eigenpairs_match_scipy_eigsh(spectrum, form):
   """Early-stopped extremes vs ARPACK: ``|θ − λ| ≤ residual + c N eps ‖A‖``."""
   a = _matrix(SPECTRA[spectrum], seed=4)
   norm = np.max(np.abs(SPECTRA[spectrum]))
-  tol = 10 * N * EPS * norm
+  # c = 32: a repeated extreme breaks down with residual 0 where the true one is rounding,
+  # 3.3e-13 = 18 N eps ‖A‖ on jax 0.12 (below 10 N eps ‖A‖ on jax 0.10)
+  tol = 32 * N * EPS * norm
   ref_max = spla.eigsh(a, k=1, which="LA", return_eigenvectors=False)[0]
   ref_min = spla.eigsh(a, k=1, which="SA", return_eigenvectors=False)[0]
 
