@@ -11,8 +11,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # The commands' persistent compilation cache (landscape._cache): a fresh directory per
 # session, never the user's; subprocesses (CLI and script tests) share it.
 if "LANDSCAPE_CACHE_DIR" not in os.environ:
+  import atexit
+  import shutil
   import tempfile
   os.environ["LANDSCAPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="landscape-test-cache-")
+  atexit.register(shutil.rmtree, os.environ["LANDSCAPE_CACHE_DIR"], ignore_errors=True)
 
 import hypothesis  # noqa: E402
 
