@@ -319,6 +319,35 @@ def _tmp_path(path: str | os.PathLike) -> str:
   return os.path.join(head, name)
 
 
+def _remove_stale_tmps(path: str) -> None:
+  """Remove temporary siblings of ``path`` left by processes that no longer run.
+
+  A command killed while it wrote ``path`` leaves its ``.NAME.tmp-PID.SUFFIX``; the next
+  write of the same file (the rerun that resumes) removes it, so a kill leaves nothing
+  behind once the command has been rerun. Files of a live process are kept.
+  """
+  head, tail = os.path.split(path)
+  stem, dot, suffix = tail.rpartition(".")
+  prefix, end = (f".{stem}.tmp-", f".{suffix}") if dot and stem else (f".{tail}.tmp-", "")
+  try:
+    names = os.listdir(head or ".")
+  except OSError:
+    return
+  for name in names:
+    pid = name[len(prefix):len(name) - len(end)] if name.startswith(prefix) else ""
+    if not (name.endswith(end) and pid.isdigit()) or int(pid) == os.getpid():
+      continue
+    try:
+      os.kill(int(pid), 0)
+      continue                      # still running: its file is in use
+    except ProcessLookupError:
+      pass
+    except OSError:                 # alive but not ours (EPERM), or unknown: keep it
+      continue
+    with contextlib.suppress(OSError):
+      os.remove(os.path.join(head, name))
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
   """Whether two paths name the same file (links and ``..`` resolved); False if one is missing."""
   try:
@@ -388,6 +417,7 @@ def atomic_path(path: str | os.PathLike):
   """
   path = os.fspath(path)
   tmp = _tmp_path(path)
+  _remove_stale_tmps(path)
   try:
     yield tmp
     os.replace(tmp, path)

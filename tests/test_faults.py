@@ -1312,3 +1312,22 @@ def test_export_vtk_out_in_a_new_nested_directory(run, tmp_path):
   rc, _, err = _cli("export-vtk", run / "landscape.h5", "--out", out)
   assert rc == 0, err
   assert "<VTKFile" in out.read_text()
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+  """A stale ``.NAME.tmp-PID.SUFFIX`` of a dead process goes at the next write of NAME; a
+  live process's (this one's parent) and other files stay."""
+  import subprocess
+  import sys
+  from landscape import io as lio
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True, check=True)
+  pid = int(dead.stdout)
+  stale = tmp_path / f".landscape.tmp-{pid}.h5"
+  live = tmp_path / f".landscape.tmp-{os.getppid()}.h5"
+  other = tmp_path / f".other.tmp-{pid}.h5"
+  for p in (stale, live, other):
+    p.write_bytes(b"partial")
+  lio.atomic_write(tmp_path / "landscape.h5", b"done")
+  assert (tmp_path / "landscape.h5").read_bytes() == b"done"
+  assert not stale.exists() and live.exists() and other.exists()
