@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from landscape import _progress, _validate, linalg
+from landscape import _progress, _validate, linalg, operators
 from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError, ProbeError
 # The matvec-level algorithms live in landscape.linalg; re-exported here, where they were.
@@ -85,18 +85,8 @@ def hvp_fn(loss_fn: LossFn, data: PyTree = None, *, batch_size: int | None = Non
   the same product. For a gradient linearized once and applied to many vectors see
   :func:`linearized_hvp`; ``scripts/bench_hessian.py`` measures all three.
   """
-  _validate.choice("HVP method", method, ("fwd-rev", "rev-fwd"))
-  grad_fn = jax.grad(loss_fn)
-
-  def matvec(params: PyTree, v: PyTree) -> PyTree:
-    def fwd_rev(batch):
-      return jax.jvp(lambda p: grad_fn(p, batch), (params,), (v,))[1]
-
-    def rev_fwd(batch):
-      return jax.grad(lambda p: jax.jvp(lambda q: loss_fn(q, batch), (p,), (v,))[1])(params)
-    return batched_mean(fwd_rev if method == "fwd-rev" else rev_fwd, data, batch_size)
-
-  return matvec
+  return operators.matvec_fn(loss_fn, data, operator="hessian", batch_size=batch_size,
+                             method=method)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size"))
@@ -120,12 +110,15 @@ def linearized_hvp(loss_fn: LossFn, params: PyTree, data: PyTree = None, *,
 
 
 def linearized_bytes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *,
-                     batch_size: int | None = None) -> int:
-  """Bytes :func:`linearized_hvp` keeps (its residuals), from an abstract trace only."""
-  leaves = jax.eval_shape(
-      lambda p, d: jax.tree.leaves(
-          jax.linearize(lambda q: _mean_grad(loss_fn, q, d, batch_size), p)[1]),
-      params, data)
+                     batch_size: int | None = None, operator: str = "hessian") -> int:
+  """Bytes :func:`linearized_hvp` keeps (its residuals), from an abstract trace only
+  (``operator``: of :func:`landscape.operators.linearized_matvec` instead)."""
+  def residuals(p, d):
+    if operator == "hessian":
+      return jax.tree.leaves(jax.linearize(lambda q: _mean_grad(loss_fn, q, d, batch_size), p)[1])
+    return jax.tree.leaves(operators.linearized_matvec(loss_fn, p, d, operator=operator,
+                                                       batch_size=batch_size))
+  leaves = jax.eval_shape(residuals, params, data)
   return int(sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in leaves))
 
 
@@ -138,31 +131,44 @@ LINEARIZE_MAX_BYTES = 4 << 30
 
 @dataclasses.dataclass(frozen=True)
 class _Apply:
-  """``apply(args, v) -> H v``: hashable, the static part of a compiled Lanczos step."""
+  """``apply(args, v) -> A v``: hashable, the static part of a compiled Lanczos step."""
   loss_fn: LossFn
   batch_size: int | None
   method: str
+  operator: str = "hessian"
 
   def __call__(self, args: Any, v: PyTree) -> PyTree:
     if self.method == "linearize":
       return args(v)
     params, data = args
-    return hvp_fn(self.loss_fn, data, batch_size=self.batch_size, method=self.method)(params, v)
+    return operators.matvec_fn(self.loss_fn, data, operator=self.operator,
+                               batch_size=self.batch_size, method=self.method)(params, v)
 
 
 def _operator(loss_fn: LossFn, params: PyTree, data: PyTree, batch_size: int | None,
-              method: str) -> tuple[_Apply, Any]:
-  """The HVP at ``params`` as ``(apply, args)`` for :func:`landscape.linalg.driven_lanczos`."""
+              method: str, operator: str = "hessian") -> tuple[_Apply, Any]:
+  """The product ``v -> A v`` of ``operator`` at ``params`` as ``(apply, args)`` for
+  :func:`landscape.linalg.driven_lanczos`."""
   _validate.choice("hvp", method, HVP_METHODS)
+  operators.require_split(loss_fn, operator)
   if method == "auto":
     from landscape import _guards
     budget = min(LINEARIZE_MAX_BYTES, LINEARIZE_MEMORY_FRACTION * _guards.available_memory())
-    fits = linearized_bytes(loss_fn, params, data, batch_size=batch_size) <= budget
+    fits = linearized_bytes(loss_fn, params, data, batch_size=batch_size,
+                            operator=operator) <= budget
     method = "linearize" if fits else "fwd-rev"
+  apply = _Apply(loss_fn, batch_size, method, operator)
   if method == "linearize":
-    return _Apply(loss_fn, batch_size, method), linearized_hvp(loss_fn, params, data,
-                                                               batch_size=batch_size)
-  return _Apply(loss_fn, batch_size, method), (params, data)
+    if operator == "hessian":
+      return apply, linearized_hvp(loss_fn, params, data, batch_size=batch_size)
+    return apply, operators.linearized_matvec(loss_fn, params, data, operator=operator,
+                                              batch_size=batch_size)
+  return apply, (params, data)
+
+
+def _title(operator: str) -> str:
+  return {"hessian": "Hessian", "ggn": "Gauss-Newton", "fisher": "empirical Fisher",
+          "residual": "Hessian residual (H - G)"}[operator]
 
 
 # -------------------------------------------------------------------- eigenvalues
@@ -207,9 +213,10 @@ def _check_probe_point(loss_fn: LossFn, params: PyTree, data: PyTree,
 
 
 def _prepare(loss_fn: LossFn, params: PyTree, data: PyTree, key: Any,
-             batch_size: int | None) -> tuple[LossFn, int]:
+             batch_size: int | None, operator: str = "hessian") -> tuple[LossFn, int]:
   """Validate the common probe arguments; return a hashable ``loss_fn`` and the dimension."""
   loss_fn = _validate.loss_callable(loss_fn)
+  operators.require_split(loss_fn, operator)
   _validate.param_tree(params)
   _validate.prng_key(key)
   check_batch_size(batch_size)
@@ -227,7 +234,8 @@ def _default_num_steps(k: int, dim: int) -> int:
 def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 1,
                 which: str = "largest", key: PRNGKeyArray, num_steps: int | None = None,
                 tol: float = 1e-6, batch_size: int | None = None,
-                return_vectors: bool = False, hvp: str = "auto") -> Eigen | tuple[Eigen, Eigen]:
+                return_vectors: bool = False, hvp: str = "auto",
+                operator: str = "hessian") -> Eigen | tuple[Eigen, Eigen]:
   """Extreme eigenvalues (and eigenvectors) of the dataset-mean Hessian by Lanczos.
 
   Runs :func:`lanczos` on ``v -> H v`` from a Gaussian start drawn with ``key``,
@@ -274,6 +282,8 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
     hvp: how products are formed: ``"fwd-rev"``, ``"rev-fwd"``, ``"linearize"`` (the
       gradient linearized once, :func:`linearized_hvp`) or ``"auto"`` (linearize when
       its residuals fit in a quarter of the free memory, else ``"fwd-rev"``).
+    operator: ``"hessian"``, or ``"ggn"``, ``"fisher"``, ``"residual"`` of a
+      :class:`landscape.operators.SplitLoss` (:mod:`landscape.operators`).
 
   Returns:
     :class:`Eigen` (``values`` ``(k,)``, ``vectors`` with leaves ``(k, …)`` or
@@ -302,10 +312,10 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
   if num_steps < k:
     raise ConfigError(f"num_steps={num_steps} is smaller than k={k}; pass num_steps >= {k}")
   tol = _validate.positive("tol", tol, zero=True, fix="pass e.g. tol=1e-6")
-  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
+  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size, operator)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp, operator)
   steps = min(num_steps, dim)
-  with _progress.progress(steps, "steps", f"Hessian eigenvalues ({which}, Lanczos)",
+  with _progress.progress(steps, "steps", f"{_title(operator)} eigenvalues ({which}, Lanczos)",
                           cap=tol > 0) as progress:
     run = linalg.driven_lanczos(apply, args, random_tree(key, params), steps, tol=tol, k=k,
                                 which=which, on_step=progress.set)
@@ -315,7 +325,7 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
 
 
 def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: int = 20,
-                           batch_size: int | None = None
+                           batch_size: int | None = None, operator: str = "hessian"
                            ) -> Callable[[PyTree, PRNGKeyArray],
                                          tuple[Float[Array, ""], Float[Array, ""]]]:
   """A pure ``(params, key) -> (λ_max, λ_min)`` for per-point curvature maps.
@@ -336,6 +346,7 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
     data: pytree of arrays with a leading sample axis, or ``None``.
     num_steps: Lanczos steps = HVPs per point.
     batch_size: data samples per batch inside the HVP.
+    operator: the curvature matrix (:mod:`landscape.operators`).
 
   Returns:
     ``f(params, key) -> (max_eig, min_eig)``, two scalars.
@@ -350,7 +361,7 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
     Saad, "On the rates of convergence of the Lanczos and the block-Lanczos
     methods", SIAM J. Numer. Anal. 1980.
   """
-  matvec_at = hvp_fn(loss_fn, data, batch_size=batch_size)
+  matvec_at = operators.matvec_fn(loss_fn, data, operator=operator, batch_size=batch_size)
 
   def extremes(params: PyTree, key: PRNGKeyArray) -> tuple[jax.Array, jax.Array]:
     steps = min(num_steps, num_params(params))
@@ -365,17 +376,19 @@ def extreme_eigenvalues_fn(loss_fn: LossFn, data: PyTree = None, *, num_steps: i
 # -------------------------------------------------------------------------- trace
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "num_samples", "method", "batch_size",
-                                             "probe_chunk", "report"))
+                                             "probe_chunk", "report", "operator"))
 def _trace_impl(loss_fn, params, data, key, *, num_samples, method, batch_size, probe_chunk,
-                report=False):
-  matvec = functools.partial(hvp_fn(loss_fn, data, batch_size=batch_size), params)
+                report=False, operator="hessian"):
+  matvec = functools.partial(operators.matvec_fn(loss_fn, data, operator=operator,
+                                                 batch_size=batch_size), params)
   estimator = linalg.hutchinson if method == "hutchinson" else linalg.hutchpp
   return estimator(matvec, params, key, num_samples, probe_chunk=probe_chunk, report=report)
 
 
 def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
           num_samples: int = 100, method: str = "hutchinson", batch_size: int | None = None,
-          probe_chunk: int | None = None) -> tuple[Float[Array, ""], Float[Array, ""]]:
+          probe_chunk: int | None = None, operator: str = "hessian"
+          ) -> tuple[Float[Array, ""], Float[Array, ""]]:
   """Stochastic estimate of the Hessian trace and its standard error.
 
   ``hutchinson``: with Rademacher probes ``z_1 … z_m`` (entries ±1),
@@ -405,6 +418,7 @@ def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyA
     batch_size: data samples per batch inside the HVP.
     probe_chunk: probes evaluated together (``lax.map`` batch size); ``None``
       vmaps all of them at once (fastest, memory grows with ``num_samples``).
+    operator: the curvature matrix (:mod:`landscape.operators`).
 
   Returns:
     ``(estimate, stderr)``, two scalars.
@@ -427,12 +441,13 @@ def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyA
       fix=f"{method} needs at least {low} HVPs for an estimate with a standard error")
   if probe_chunk is not None:
     _validate.integer("probe_chunk", probe_chunk, low=1, fix="pass a positive chunk size or None")
-  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  with _progress.progress(num_samples, "HVPs", f"Hessian trace ({method})",
+  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size, operator)
+  with _progress.progress(num_samples, "HVPs", f"{_title(operator)} trace ({method})",
                           ticks=True) as progress:
     return jax.block_until_ready(_trace_impl(
         loss_fn, params, data, key, num_samples=num_samples, method=method,
-        batch_size=batch_size, probe_chunk=probe_chunk, report=progress.enabled))
+        batch_size=batch_size, probe_chunk=probe_chunk, report=progress.enabled,
+        operator=operator))
 
 
 # ------------------------------------------------------------------------ density
@@ -458,7 +473,7 @@ class Density(NamedTuple):
 def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
             num_runs: int = 4, num_steps: int = 40, grid_size: int = 1000,
             sigma: float | None = None, batch_size: int | None = None,
-            margin: float | None = None, hvp: str = "auto") -> Density:
+            margin: float | None = None, hvp: str = "auto", operator: str = "hessian") -> Density:
   """Spectral density of the Hessian by stochastic Lanczos quadrature (SLQ).
 
   The spectral density ``φ(t) = (1/n) Σ_i δ(t − λ_i)`` smoothed with a
@@ -491,6 +506,7 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
     batch_size: data samples per batch inside the HVP.
     margin: grid extension beyond the extreme Ritz values (``None``: ``5 σ``).
     hvp: how products are formed (see :func:`eigenvalues`).
+    operator: the curvature matrix (:mod:`landscape.operators`).
 
   Returns:
     :class:`Density`.
@@ -513,8 +529,8 @@ def density(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKe
   sigma = _validate.positive("sigma", sigma, optional=True, fix="pass sigma=None for the default")
   margin = _validate.positive("margin", margin, zero=True, optional=True,
                               fix="pass margin=None for the default")
-  loss_fn, dim = _prepare(loss_fn, params, data, key, batch_size)
-  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
+  loss_fn, dim = _prepare(loss_fn, params, data, key, batch_size, operator)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp, operator)
   steps = min(num_steps, dim)
   with _progress.progress(num_runs * steps, "HVPs",
                           f"spectral density (SLQ, {num_runs} runs)") as progress:
@@ -586,7 +602,8 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
            k: int = 5, which: str = "both", num_steps: int | None = None, tol: float = 1e-6,
            trace: bool = True, trace_method: str = "hutch++", trace_samples: int = 30,
            density: bool = True, density_runs: int = 4, density_steps: int = 30,
-           grid_size: int = 1000, batch_size: int | None = None, hvp: str = "auto") -> Probes:
+           grid_size: int = 1000, batch_size: int | None = None, hvp: str = "auto",
+           operator: str = "hessian") -> Probes:
   """The extreme eigenvalues, the trace and the spectral density at one point, sharing work.
 
   One HVP operator (linearized once where it fits, :func:`linearized_hvp`) and one
@@ -613,7 +630,7 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
      Hutchinson with ``m`` probes, the SLQ starts among them (``zᵀHz = n·α₀``).
 
   Args:
-    loss_fn, params, data, key, k, which, num_steps, tol, batch_size, hvp: as
+    loss_fn, params, data, key, k, which, num_steps, tol, batch_size, hvp, operator: as
       :func:`eigenvalues`.
     trace, trace_method, trace_samples: whether and how to estimate the trace.
     density, density_runs, density_steps, grid_size: the SLQ density (as :func:`density`).
@@ -648,8 +665,8 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
   low = 2 if trace_method == "hutchinson" else 4
   samples = _validate.integer("trace_samples", trace_samples, low=low,
                               fix=f"{trace_method} needs at least {low} HVPs")
-  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size)
-  apply, args = _operator(loss_fn, params, data, batch_size, hvp)
+  loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size, operator)
+  apply, args = _operator(loss_fn, params, data, batch_size, hvp, operator)
   cap = min(cap, dim)
   size = max(cap, dsteps if density else 0)
   extra_runs = runs - 1 if density else 0
@@ -659,7 +676,7 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
   total = cap + extra_runs * dsteps + probes_left
   slq_key, trace_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
   slq_starts = jax.random.split(slq_key, max(extra_runs, 1))[:extra_runs]
-  with _progress.progress(total, "HVPs", f"Hessian probes (Lanczos {which}, "
+  with _progress.progress(total, "HVPs", f"{_title(operator)} probes (Lanczos {which}, "
                           f"{runs if density else 0} SLQ runs, {trace_method if trace else 'no'}"
                           " trace)", cap=tol > 0) as bar:
     done = 0

@@ -3,7 +3,9 @@
 From a model, its variables, a per-example loss and the task, :func:`build` makes
 
 * ``loss_fn(params, batch) -> scalar``: J(θ) = (1/n) Σ ℓ(f(x; θ), y) + λ₂·½‖θ‖² + λ₁‖θ‖₁
-  over ``batch = (x, y)`` (the regularizer is part of the swept landscape),
+  over ``batch = (x, y)`` (the regularizer is part of the swept landscape), a
+  :class:`landscape.operators.SplitLoss` (so the Gauss–Newton and Fisher operators see
+  the model's outputs),
 * ``metrics``: ``acc``, the accuracy in percent for classifiers (as the original tool stored it),
 * ``params``: the pytree that directions perturb.
 
@@ -32,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from landscape import operators as _operators
 from landscape import surface as _surface
 from landscape.errors import ConfigError, unknown_name
 
@@ -223,9 +226,13 @@ def build(module, variables: Mapping[str, Any], loss: Callable[[jax.Array, jax.A
   def outputs(p, x):
     return module.apply(skeleton.variables_at(p), x, False)
 
-  def loss_fn(p, batch):
-    x, y = batch
-    return jnp.mean(loss(outputs(p, x), y)) + regularizer(_model_params(skeleton, p), l2, l1)
+  penalty = None
+  if l2 or l1:
+    def penalty(p):
+      return regularizer(_model_params(skeleton, p), l2, l1)
+  # A SplitLoss is an ordinary loss_fn(params, batch) that also exposes the model's outputs,
+  # for the Gauss-Newton, Fisher and residual operators of landscape.operators.
+  loss_fn = _operators.SplitLoss(apply=outputs, output_loss=loss, penalty=penalty)
 
   metrics = {}
   if task in ("binary", "multiclass"):

@@ -12,7 +12,7 @@ PKG = ROOT / "landscape"
 # Each module imports only modules of a lower rank (docs/architecture.md).
 RANK = {
     "errors": 0, "_progress": 0, "_affine": 0, "grid": 1, "_guards": 1, "_validate": 1, "_cache": 1,
-    "batching": 2, "io": 2, "config": 3, "data": 3, "losses": 3, "models": 3, "linalg": 3,
+    "batching": 2, "io": 2, "operators": 4, "config": 3, "data": 3, "losses": 3, "models": 3, "linalg": 3,
     "directions": 3, "vtk": 3, "plotting": 3, "surface": 4, "hessian": 5, "objective": 5,
     "curvature": 6, "newton": 6, "train": 6, "critical": 7, "paths": 8, "experiment": 8,
     "direction_kinds": 8, "pipeline": 9, "cli": 10,
