@@ -42,7 +42,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from landscape import _progress, _validate, newton
+from landscape import _progress, _validate, newton, operators
 from landscape.batching import batched_mean, check_batch_size
 from landscape.errors import ConfigError, ProbeError
 from landscape.grid import GridCriticalPoints, grid_critical_points  # their home is landscape.grid
@@ -156,13 +156,13 @@ def _counts(theta: np.ndarray, res: np.ndarray, eps: float, dim: int
   return lower, upper, near_zero
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "pairs"))
-def _hvp_noise_impl(params, data, key, *, loss_fn, batch_size, pairs):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "pairs", "operator"))
+def _hvp_noise_impl(params, data, key, *, loss_fn, batch_size, pairs, operator="hessian"):
   """Over ``pairs`` random unit pairs ``(u, v)`` (3 HVPs a pair): the largest linearity
   defect ``‖Ĥ(u+v) − Ĥu − Ĥv‖ / 2``, the largest symmetry defect ``|uᵀĤv − vᵀĤu|``, and
   the probes ``(pairs, 2, n)`` with their products ``Ĥu, Ĥv``."""
   flat, unravel = ravel_pytree(params)
-  matvec = hvp_fn(loss_fn, data, batch_size=batch_size)
+  matvec = operators.matvec_fn(loss_fn, data, operator=operator, batch_size=batch_size)
   hvp = lambda w: ravel_pytree(matvec(params, unravel(w)))[0]  # noqa: E731
 
   def one(k):
@@ -176,11 +176,11 @@ def _hvp_noise_impl(params, data, key, *, loss_fn, batch_size, pairs):
   return jnp.max(lin), jnp.max(sym), probes, products
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size"))
-def _reference_products(params, data, probes, *, loss_fn, batch_size):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "batch_size", "operator"))
+def _reference_products(params, data, probes, *, loss_fn, batch_size, operator="hessian"):
   """``H w`` for every probe ``w``, traced at the dtypes given (float64 under x64)."""
   _, unravel = ravel_pytree(params)
-  matvec = hvp_fn(loss_fn, data, batch_size=batch_size)
+  matvec = operators.matvec_fn(loss_fn, data, operator=operator, batch_size=batch_size)
   return jax.lax.map(lambda w: ravel_pytree(matvec(params, unravel(w)))[0], probes)
 
 
@@ -197,21 +197,22 @@ _NOISE_PAIRS = 2
 
 
 def _hvp_noise(loss_fn: LossFn, params: PyTree, data: PyTree, key: jax.Array,
-               batch_size: int | None) -> float:
+               batch_size: int | None, operator: str = "hessian") -> float:
   """The measured noise floor of the HVP at ``params`` (see :func:`certify`).
 
   ``3 · _NOISE_PAIRS`` HVPs at the working precision and, below float64,
   ``2 · _NOISE_PAIRS`` more in float64.
   """
   lin, sym, probes, products = _hvp_noise_impl(params, data, key, loss_fn=loss_fn,
-                                               batch_size=batch_size, pairs=_NOISE_PAIRS)
+                                               batch_size=batch_size, pairs=_NOISE_PAIRS,
+                                               operator=operator)
   noise = max(float(lin), float(sym))
   if jnp.finfo(probes.dtype).bits < 64:
     flat_probes = np.asarray(probes, np.float64).reshape(-1, probes.shape[-1])
     products = np.asarray(products, np.float64).reshape(flat_probes.shape)
     with jax.enable_x64(True):
       ref = _reference_products(_upcast(params), _upcast(data), jnp.asarray(flat_probes),
-                                loss_fn=loss_fn, batch_size=batch_size)
+                                loss_fn=loss_fn, batch_size=batch_size, operator=operator)
       ref = np.asarray(ref, np.float64)
     noise = max(noise, float(np.max(np.linalg.norm(products - ref, axis=-1))))
   return noise
@@ -220,7 +221,7 @@ def _hvp_noise(loss_fn: LossFn, params: PyTree, data: PyTree, key: jax.Array,
 def certify(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 6,
             eps: float | None = None, key: jax.Array | None = None,
             num_steps: int | None = None, exhaustive_threshold: int = 256,
-            batch_size: int | None = None) -> Certificate:
+            batch_size: int | None = None, operator: str = "hessian") -> Certificate:
   """Certified bounds on the Morse index at ``params`` and the kind they support.
 
   One Lanczos run (:func:`landscape.hessian.eigenvalues`, ``which="both"``, full
@@ -293,6 +294,10 @@ def certify(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 6,
       :func:`landscape.hessian.eigenvalues` with its early stop.
     exhaustive_threshold: the largest parameter count run exhaustively by default.
     batch_size: data samples per batch inside every HVP (``None``: all at once).
+    operator: the curvature matrix whose index is certified (:mod:`landscape.operators`):
+      ``"hessian"`` (the Morse index); ``"residual"`` shows how many negative directions
+      the model's own curvature ``R = H − G`` has (``"ggn"``/``"fisher"`` are positive
+      semidefinite for a convex output loss, so their index is 0).
 
   Returns:
     A :class:`Certificate`; ``certificate.kind`` is the classification (the caller
@@ -317,6 +322,7 @@ def certify(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 6,
                                            fix="pass e.g. exhaustive_threshold=256")
   key = jax.random.key(0) if key is None else _validate.prng_key(key)
   check_batch_size(batch_size)
+  operators.require_split(loss_fn, operator)
   _check_loss_output(loss_fn, params, data, batch_size)
   dim = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
   k = min(k, dim)
@@ -326,8 +332,8 @@ def certify(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int = 6,
   lanczos_key, noise_key = jax.random.split(key)
   top, bottom = hessian.eigenvalues(loss_fn, params, data, k=k, which="both", key=lanczos_key,
                                     num_steps=num_steps, tol=0.0 if run_all else 1e-6,
-                                    batch_size=batch_size)
-  noise = _hvp_noise(loss_fn, params, data, noise_key, batch_size)
+                                    batch_size=batch_size, operator=operator)
+  noise = _hvp_noise(loss_fn, params, data, noise_key, batch_size, operator)
   theta = np.asarray(bottom.values, np.float64)
   res = np.asarray(bottom.residuals, np.float64)
   largest = float(np.asarray(top.values)[0])

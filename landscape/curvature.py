@@ -21,15 +21,17 @@ metric can use only the points that converged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from landscape import _validate, linalg, surface
+from landscape import _validate, linalg, operators, surface
 from landscape.batching import batched_mean
 from landscape.grid import EIG_FIELDS, eig_converged as converged  # noqa: F401
 
@@ -45,14 +47,21 @@ WARM_NOISE = 0.1
 
 
 def _matvec_at(loss_fn: LossFn, params: PyTree, data: PyTree, batch_size: int | None,
-               linearize: bool) -> Callable[[PyTree], PyTree]:
+               linearize: bool, operator: str = "hessian") -> Callable[[PyTree], PyTree]:
   """``v -> H(params) v`` of the dataset-mean loss.
 
   ``linearize``: the gradient is linearized once at ``params`` (``jax.linearize``: one
   forward and backward pass whose intermediates are kept), so each further product
   costs one tangent pass instead of a forward-over-reverse pass from scratch; the
-  intermediates of all batches stay in memory for the point's Lanczos run.
+  intermediates of all batches stay in memory for the point's Lanczos run. Other
+  operators (:mod:`landscape.operators`) are linearized in ``v`` at 0 instead.
   """
+  if operator != "hessian":
+    product = functools.partial(
+        operators.matvec_fn(loss_fn, data, operator=operator, batch_size=batch_size), params)
+    if linearize:
+      return jax.linearize(product, jax.tree.map(jnp.zeros_like, params))[1]
+    return product
   grad_fn = jax.grad(loss_fn)
   if linearize:
     def mean_grad(p):
@@ -76,7 +85,8 @@ def _extremes(matvec, v0, num_steps: int, tol: float | None) -> dict[str, jax.Ar
 
 def centre_start(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyArray,
                  num_steps: int, tol: float | None = None, batch_size: int | None = None,
-                 linearize: bool = True) -> tuple[PyTree, dict[str, float]]:
+                 linearize: bool = True, operator: str = "hessian"
+                 ) -> tuple[PyTree, dict[str, float]]:
   """The warm start of a curvature map: ``(v0, centre)``.
 
   The extreme eigenvectors ``u_max``, ``u_min`` at the centre are found by Lanczos (to
@@ -86,7 +96,7 @@ def centre_start(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: P
   spectra in fewer steps than from a random vector; the random part keeps every
   eigendirection present. ``centre`` holds the centre's eigenvalues, residuals and steps.
   """
-  matvec = _matvec_at(loss_fn, params, data, batch_size, linearize)
+  matvec = _matvec_at(loss_fn, params, data, batch_size, linearize, operator)
   n, (hi, lo) = linalg.extreme_eigenpairs(
       matvec, linalg.random_tree(key, params), 0.0 if tol is None else tol, k=1, which="both",
       num_steps=min(num_steps, linalg.num_params(params)), return_vectors=True,
@@ -106,7 +116,8 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
                   tol: float | None = None, warm_start: bool = False, linearize: bool = True,
                   batch_size: int | None = None, chunk_size: int | None = None,
                   point_mode: str = "auto", done: np.ndarray | None = None,
-                  on_chunk: Callable | None = None, progress: bool | None = None):
+                  on_chunk: Callable | None = None, progress: bool | None = None,
+                  operator: str = "hessian"):
   """Extreme Hessian eigenvalues at every point of a grid (Li et al. 2018, Figs. 7–8).
 
   At each point ``θ + xs[i]·dx (+ ys[j]·dy)`` a Lanczos run on the full-dataset Hessian
@@ -137,6 +148,7 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
     batch_size: data samples per batch inside each HVP.
     chunk_size, point_mode, done, on_chunk, progress: as :func:`landscape.surface.sweep`
       (``"auto"``: ``map`` with convolutions, else ``vmap``).
+    operator: the curvature matrix (:mod:`landscape.operators`), e.g. ``"ggn"``.
 
   Returns:
     A :class:`landscape.surface.Surface` with the :data:`FIELDS` of the grid's shape.
@@ -153,6 +165,7 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
     Parlett, "The Symmetric Eigenvalue Problem", SIAM 1998, §11.5 (residual bounds).
   """
   _validate.loss_callable(loss_fn)
+  operators.require_split(loss_fn, operator)
   _validate.prng_key(key)
   num_steps = _validate.integer("num_steps", num_steps, low=1, fix="pass num_steps >= 1, e.g. 16")
   tol = _validate.positive("tol", tol, optional=True, upper=1.0, fix="pass e.g. tol=1e-2")
@@ -160,7 +173,7 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
   steps = min(num_steps, linalg.num_params(params))
   if warm_start:
     v0, _ = centre_start(loss_fn, params, data, key=key, num_steps=steps, tol=tol,
-                         batch_size=batch_size, linearize=linearize)
+                         batch_size=batch_size, linearize=linearize, operator=operator)
   else:
     v0 = linalg.random_tree(key, params)
   if point_mode == "auto":
@@ -169,7 +182,8 @@ def curvature_map(loss_fn: LossFn, params: PyTree, directions: Sequence[PyTree],
 
   def point_fn(coeffs, data_):
     p = surface.shift(params, directions, coeffs)
-    return _extremes(_matvec_at(loss_fn, p, data_, batch_size, linearize), v0, steps, tol)
+    return _extremes(_matvec_at(loss_fn, p, data_, batch_size, linearize, operator), v0, steps,
+                     tol)
 
   return surface.sweep(point_fn, xs, ys, data, batch_size=batch_size, chunk_size=chunk_size,
                        point_mode=point_mode, done=done, on_chunk=on_chunk,

@@ -213,3 +213,25 @@ def test_objective_build_gives_a_split_loss_whose_ggn_is_psd():
   assert eg.min() >= 1e-3 - 1e-9   # G ⪰ l2·I
   np.testing.assert_allclose(np.asarray(G), np.asarray(G).T, atol=1e-12)
   assert np.linalg.eigvalsh(np.asarray(H - G)).min() < 0
+
+
+def test_curvature_map_and_certify_take_the_operator(case):
+  from landscape import critical, curvature
+  _, split, params, data, H, G, _, unravel = case
+  dim = H.shape[0]
+  d = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), params)
+  xs = np.array([-1.0, 0.0, 1.0])
+  with jax.enable_x64(True):
+    cmap = curvature.curvature_map(split, params, (d,), xs, data=data, key=jax.random.key(0),
+                                   num_steps=dim, operator="ggn")
+    for i, a in enumerate(xs):
+      p = jax.tree.map(lambda q, v: q + a * v, params, d)
+      ref = np.linalg.eigvalsh(np.asarray(_dense(split, p, data)[1]))
+      np.testing.assert_allclose(
+          [float(cmap.values["max_eig"][i]), float(cmap.values["min_eig"][i])],
+          [ref[-1], ref[0]], atol=1e-7 * np.max(np.abs(ref)))
+    cert_r = critical.certify(split, params, data, k=3, operator="residual")
+    cert_g = critical.certify(split, params, data, k=3, operator="ggn")
+  er = np.linalg.eigvalsh(np.asarray(H - G))
+  np.testing.assert_allclose(cert_r.eigenvalues, er[:3], atol=1e-8 * np.max(np.abs(er)))
+  assert cert_g.index_upper == 0 and cert_r.index_lower >= 1
