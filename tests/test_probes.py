@@ -23,6 +23,8 @@ from landscape import _cache
 from landscape import hessian as hs
 from landscape import linalg
 
+from conftest import REAL_CACHE_ENABLE
+
 EPS = float(np.finfo(np.float64).eps)
 N = 40
 
@@ -238,6 +240,7 @@ def test_probes_eigenvalues_equal_eigenvalues(mlp):
 # -------------------------------------------------------------------- cache
 
 def test_cache_dir_settings(tmp_path, monkeypatch):
+  monkeypatch.setattr(_cache, "enable", REAL_CACHE_ENABLE)
   monkeypatch.setenv("LANDSCAPE_CACHE_DIR", str(tmp_path / "c"))
   monkeypatch.delenv("LANDSCAPE_NO_CACHE", raising=False)
   assert _cache.cache_dir() == tmp_path / "c"
@@ -250,6 +253,7 @@ def test_cache_dir_settings(tmp_path, monkeypatch):
 
 
 def test_unwritable_cache_dir_is_one_warning(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(_cache, "enable", REAL_CACHE_ENABLE)
   (tmp_path / "file").write_text("")
   monkeypatch.setenv("LANDSCAPE_CACHE_DIR", str(tmp_path / "file" / "sub"))
   monkeypatch.delenv("LANDSCAPE_NO_CACHE", raising=False)
