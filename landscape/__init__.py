@@ -5,7 +5,7 @@ never imports matplotlib):
 
   losses, models, data, config, objective, train,        -- the experiment
   linalg, directions, surface, hessian, critical,        -- the model-agnostic core
-  io, plotting, vtk, pipeline                            -- results, figures, runs
+  io, plotting, interactive, vtk, pipeline               -- results, figures, runs
 
   >>> import landscape as ls
   >>> dirs = ls.directions.random_plane(key, params, norm="filter", ignore="biasbn")
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "losses", "models", "data", "config", "objective", "train", "directions", "surface",
     "grid", "batching", "linalg", "hessian", "curvature", "critical", "newton", "paths", "io",
-    "plotting", "vtk", "experiment", "direction_kinds", "pipeline", "cli",
+    "plotting", "interactive", "vtk", "experiment", "direction_kinds", "pipeline", "cli",
 )
 
 __all__ = [

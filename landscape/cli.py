@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from landscape.errors import ConfigError, LandscapeError
 
@@ -120,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--density", action=argparse.BooleanOptionalAction, default=None)
   p.add_argument("--map", action=argparse.BooleanOptionalAction, default=None,
                  help="per-grid-point max_eig/min_eig maps on the file's grid (resumable)")
+  p.add_argument("--operator", help="curvature operators, comma-separated: hessian | ggn | "
+                 "fisher | residual (default: config hessian.operators)")
+  p.add_argument("--blocks", help="per-block spectra: 'layer', or a YAML mapping of block names "
+                 "to parameter-path patterns, e.g. \"{conv: 'Conv_*/*', head: 'Dense_*/*'}\"")
 
   p = _probe_parser(sub, "critical", "critical points (Newton-MR / GNM) with Morse index "
                     "into a result file")
@@ -148,8 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
                  "loss1d, contour, contourf, heatmap, surface3d, trajectory, eig_ratio, eig_map, "
                  "density, critical, loss_vs_index, path, plane, saddle_spectrum built in (landscape.plotting.register_kind "
                  "adds more)")
-  p.add_argument("--format", default="pdf,png", help="comma-separated: pdf, png, svg")
+  p.add_argument("--format", default="pdf,png", help="comma-separated: pdf, png, svg, html "
+                 "(html: one interactive page per file, FILE_STEM.html; needs plotly)")
   p.add_argument("--out", help="output directory (default: figures/ beside the file)")
+
+  p = sub.add_parser("view", help="write a result file's interactive HTML page and open it")
+  p.add_argument("file", help="result file (or a run directory: its landscape.h5)")
+  p.add_argument("--out", help="page path (default: figures/FILE_STEM.html beside the file)")
+  p.add_argument("--no-open", dest="open", action="store_false",
+                 help="write the page only; do not open a web browser")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
   p = sub.add_parser("export-vtk", help="write a ParaView .vts surface of a 2-D result")
   p.add_argument("file")
@@ -242,6 +255,18 @@ def _error(text: str) -> int:
   return 2
 
 
+def _blocks(text: str | None) -> Any:
+  """``--blocks``: ``layer`` or a YAML mapping of block names to path patterns."""
+  if text is None or text.strip() == "layer":
+    return text and text.strip()
+  from landscape import config
+  value = config.parse_override(f"blocks={text}")[1]
+  if not isinstance(value, dict):
+    raise ConfigError(f"--blocks {text!r} is neither 'layer' nor a mapping; pass --blocks layer "
+                      "or e.g. --blocks \"{conv: 'Conv_*/*'}\"")
+  return value
+
+
 def _csv(text: str | None) -> list[str] | None:
   return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -263,7 +288,8 @@ def _dispatch(a: argparse.Namespace) -> int:
                          overwrite=a.overwrite)
   elif a.command == "hessian":
     pipeline.run_hessian(a.file, run_dir=a.run, k=a.k, which=a.which, trace=a.trace,
-                         density=a.density, curvature=a.map, overrides=a.overrides)
+                         density=a.density, curvature=a.map, operators=_csv(a.operator),
+                         blocks=_blocks(a.blocks), overrides=a.overrides)
   elif a.command == "critical":
     pipeline.run_critical(a.file, run_dir=a.run, starts=a.starts, method=a.method,
                           overrides=a.overrides)
@@ -273,6 +299,8 @@ def _dispatch(a: argparse.Namespace) -> int:
                       overwrite=a.overwrite)
   elif a.command == "plot":
     pipeline.run_plot(a.file, kinds=_csv(a.kind), formats=_csv(a.format) or ("pdf",), out=a.out)
+  elif a.command == "view":
+    pipeline.run_view(a.file, out=a.out, open_browser=a.open, overwrite=a.overwrite)
   elif a.command == "export-vtk":
     pipeline.run_export_vtk(a.file, out=a.out, field=a.field, interp=a.interp, log_scale=a.log,
                             zmax=a.zmax, overwrite=a.overwrite)

@@ -55,6 +55,27 @@ class LossConfig:
 
 
 @_frozen()
+class CurvatureTrackConfig:
+  """Hessian eigenvalues tracked during training (``train.curvature``; ``every = 0``: off).
+
+  Every ``every`` epochs or optimizer steps (``unit``) the ``k`` extreme eigenvalues
+  (``which``) of the training objective's Hessian on the first ``n_samples`` training
+  samples (the same subset every time) are computed by Lanczos, warm-started from the
+  previous probe's Ritz vectors; see :func:`landscape.train.train`.
+  """
+  every: int = 0                   # probe interval; 0: no tracking
+  unit: str = "epochs"             # epochs | steps
+  k: int = 1
+  which: str = "both"              # largest | smallest | both
+  num_steps: int = 40              # Lanczos steps per probe at most
+  tol: float = 0.001               # stop at Ritz residuals <= tol·max|θ|
+  n_samples: int | None = 512      # first n training samples probed (None: all)
+  batch_size: int | None = 512     # HVP batch
+  warm_start: bool = True
+  seed: int = 0
+
+
+@_frozen()
 class TrainConfig:
   optimizer: str = "adam"          # sgd | adam | adamw
   lr: float = 3e-3
@@ -71,6 +92,7 @@ class TrainConfig:
   epochs: int = 15
   seed: int = 0
   save_every: int = 1              # checkpoint + trajectory every N epochs (and the last)
+  curvature: CurvatureTrackConfig = dataclasses.field(default_factory=CurvatureTrackConfig)
 
 
 @_frozen()
@@ -112,6 +134,8 @@ class HessianConfig:
   batch_size: int | None = 512
   n_samples: int | None = 512      # training samples used for probes (None: all)
   hvp: str = "auto"                # auto | linearize | fwd-rev | rev-fwd
+  operators: Sequence[str] = ("hessian",)   # hessian | ggn | fisher | residual (H - G)
+  blocks: str | Mapping[str, Any] | None = None   # null | layer | {name: path pattern(s)}
   seed: int = 0
 
 
@@ -162,6 +186,9 @@ class PlotConfig:
 @_frozen()
 class Config:
   name: str = "default"
+  # directories searched (besides sys.path) for `package.module:attribute` model, loss and
+  # data names; `landscape --config FILE` adds FILE's directory
+  search_path: Sequence[str] = ()
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   loss: LossConfig = dataclasses.field(default_factory=LossConfig)

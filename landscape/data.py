@@ -44,13 +44,14 @@ import inspect
 import math
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jaxtyping import Float, Shaped
 
+from landscape import _imports
 from landscape.errors import ConfigError, DataError, unknown_name
 
 TASKS = ("regression", "binary", "multiclass")
@@ -183,7 +184,7 @@ def names() -> tuple[str, ...]:
     >>> "digits" in names()
     True
   """
-  return tuple(sorted(_LOADERS))
+  return tuple(sorted({*_LOADERS, *_USER}))
 
 
 def load(name: str | os.PathLike, *, seed: int = 0, standardize: bool = False,
@@ -240,6 +241,18 @@ def load(name: str | os.PathLike, *, seed: int = 0, standardize: bool = False,
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the loss landscape of neural
     nets", NeurIPS 2018 (the experiments these datasets feed).
   """
+  if _imports.is_import_path(name) or (isinstance(name, str) and name in _USER):
+    loader = (_imports.load(name, "data.name", _EXPECTED) if _imports.is_import_path(name)
+              else _USER[name])
+    if path is not None:
+      kwargs["path"] = path
+    seed = _check_seed(seed)
+    with _global_rng_preserved():
+      ds = _user_dataset(name, loader, seed, kwargs)
+    ds = dataclasses.replace(ds, info={**ds.info, "seed": seed})
+    if n_train is not None or n_test is not None:
+      ds = _subsample(ds, seed, n_train, n_test)
+    return _standardized(ds) if _bool("standardize", standardize) else ds
   name, path = _resolve_name(name, path)
   if name not in _LOADERS:
     raise unknown_name("dataset", name, _LOADERS)
@@ -267,6 +280,69 @@ def load(name: str | os.PathLike, *, seed: int = 0, standardize: bool = False,
   if standardize:
     ds = _standardized(ds)
   return ds
+
+
+# --------------------------------------------------------------------------- user datasets
+
+_EXPECTED = ("a dataset loader (**kwargs) -> a landscape.data.Dataset, or a mapping with "
+             "x_train, y_train, x_test, y_test (and optionally task, num_classes)")
+#: Loaders added by :func:`register` (name -> loader).
+_USER: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str, loader: Callable[..., Any]) -> None:
+  """Add a dataset loader under a short ``name`` (for configs and :func:`load`).
+
+  ``loader(**kwargs)`` (given ``seed=`` when it takes it, and the config's
+  ``data.kwargs``) returns a :class:`Dataset`, or a mapping with ``x_train``, ``y_train``,
+  ``x_test``, ``y_test`` and optionally ``task`` and ``num_classes`` (inferred as for
+  user files when missing: integer labels in {0, 1} binary, other integers multiclass,
+  floats regression). ``n_train``, ``n_test`` and ``standardize`` apply as for the
+  built-in datasets.
+
+  Example:
+    >>> register("xor", lambda seed=0: {"x_train": ..., "y_train": ..., "x_test": ...,
+    ...                                  "y_test": ..., "task": "binary"})
+  """
+  if not isinstance(name, str) or not name or _imports.is_import_path(name):
+    raise ConfigError(f"dataset name {name!r} must be a plain non-empty string")
+  if name in _LOADERS:
+    raise ConfigError(f"dataset {name!r} is built in; register yours under another name")
+  if not callable(loader):
+    raise ConfigError(f"dataset {name!r}: loader must be callable, got {type(loader).__name__}")
+  _USER[name] = loader
+
+
+def _user_dataset(name: str, loader: Callable[..., Any], seed: int,
+                  kwargs: dict[str, Any]) -> Dataset:
+  try:
+    params = inspect.signature(loader).parameters
+  except (TypeError, ValueError):
+    params = {}
+  if "seed" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    kwargs = {"seed": seed, **kwargs}
+  out = _imports.call(loader, name, "data.name", _EXPECTED, **kwargs)
+  if isinstance(out, Dataset):
+    return out
+  if not isinstance(out, Mapping) or not all(k in out for k in FILE_KEYS):
+    got = sorted(out) if isinstance(out, Mapping) else type(out).__name__
+    raise ConfigError(f"data.name {name!r} returned {got}; expected {_EXPECTED}")
+  x_train, x_test = (_user_x(name, k, np.asarray(out[k])) for k in ("x_train", "x_test"))
+  y_train, y_test = (_user_y(name, k, np.asarray(out[k])) for k in ("y_train", "y_test"))
+  _check_arrays(name, x_train, y_train, x_test, y_test)
+  task = out.get("task") or _infer_task(y_train, y_test)
+  if task not in TASKS:
+    raise unknown_name("task", task, TASKS)
+  num_classes = out.get("num_classes")
+  if task == "regression":
+    y_train, y_test = y_train.astype(np.float32), y_test.astype(np.float32)
+  else:
+    y_train, y_test = (_user_labels(name, k, y, task)
+                       for k, y in (("y_train", y_train), ("y_test", y_test)))
+    if num_classes is None:
+      num_classes = 2 if task == "binary" else int(max(y_train.max(), y_test.max())) + 1
+  return Dataset(name, x_train, y_train, x_test, y_test, task=task, num_classes=num_classes,
+                 info={"loader": name})
 
 
 # --------------------------------------------------------------------------- load helpers

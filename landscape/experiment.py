@@ -43,8 +43,16 @@ class Experiment:
 
 def resolve(config_path: str | None = None, overrides: Sequence[str] = ()) -> _config.Config:
   """The config of a run: the embedded default or a YAML file, then ``--set`` overrides."""
+  from landscape import _imports
   cfg = _config.load(config_path) if config_path else _config.Config()
-  return _config.apply_overrides(cfg, overrides) if overrides else cfg
+  cfg = _config.apply_overrides(cfg, overrides) if overrides else cfg
+  named = (cfg.model.name, cfg.loss.name, cfg.data.name)
+  if config_path and any(_imports.is_import_path(n) for n in named):
+    # the user's module named by an import path may sit beside the config
+    here = str(Path(config_path).resolve().parent)
+    if here not in cfg.search_path:
+      cfg = dataclasses.replace(cfg, search_path=(*cfg.search_path, here))
+  return cfg
 
 
 def prepare(cfg: _config.Config) -> Experiment:
@@ -52,6 +60,8 @@ def prepare(cfg: _config.Config) -> Experiment:
   from landscape import data as _data
   from landscape import losses as _losses
   from landscape import models as _models
+  from landscape import _imports
+  _imports.add_to_path(cfg.search_path)
   d = cfg.data
   ds = _data.load(d.name, seed=d.seed, standardize=d.standardize, n_train=d.n_train,
                   n_test=d.n_test, path=d.path, **dict(d.kwargs))
@@ -62,8 +72,24 @@ def prepare(cfg: _config.Config) -> Experiment:
     raise ConfigError(f"loss {cfg.loss.name!r} is for {want} tasks but dataset {d.name!r} is "
                       f"{ds.task}; use one of: {', '.join(good)}")
   module = _models.get(cfg.model.name, num_outputs=ds.num_outputs, **dict(cfg.model.kwargs))
-  variables = _models.init(module, jax.random.key(cfg.train.seed), ds.x_train[:2])
+  # a user's model failing on the data is one line, like every other user error
+  variables = _imports.guarded(
+      f"model {cfg.model.name!r} failed on inputs of shape {tuple(ds.x_train[:2].shape)}",
+      _models.init, module, jax.random.key(cfg.train.seed), ds.x_train[:2])
+  if _imports.is_import_path(cfg.loss.name) or cfg.loss.name not in _losses.BUILTIN:
+    _check_user_loss(cfg.loss.name, module, variables, loss, ds)
   return Experiment(cfg, ds, module, loss, dict(variables))
+
+
+def _check_user_loss(name: str, module: Any, variables: dict, loss: Callable, ds: Any) -> None:
+  """A user's loss on two training samples: the shape ``(n,)`` it must return, one line."""
+  from landscape import _imports
+  x, y = jnp.asarray(ds.x_train[:2]), jnp.asarray(ds.y_train[:2])
+  out = _imports.guarded(f"loss {name!r} failed on the model's outputs for 2 samples",
+                         jax.eval_shape, lambda v: loss(module.apply(v, x, False), y), variables)
+  if out.shape != (2,):
+    raise ConfigError(f"loss {name!r} returned shape {out.shape} for 2 samples; a per-example "
+                      "loss must return shape (n,)")
 
 
 @dataclasses.dataclass(frozen=True)

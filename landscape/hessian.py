@@ -166,11 +166,6 @@ def _operator(loss_fn: LossFn, params: PyTree, data: PyTree, batch_size: int | N
   return apply, (params, data)
 
 
-def _title(operator: str) -> str:
-  return {"hessian": "Hessian", "ggn": "Gauss-Newton", "fisher": "empirical Fisher",
-          "residual": "Hessian residual (H - G)"}[operator]
-
-
 # -------------------------------------------------------------------- eigenvalues
 
 class Eigen(NamedTuple):
@@ -315,7 +310,7 @@ def eigenvalues(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, k: int 
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size, operator)
   apply, args = _operator(loss_fn, params, data, batch_size, hvp, operator)
   steps = min(num_steps, dim)
-  with _progress.progress(steps, "steps", f"{_title(operator)} eigenvalues ({which}, Lanczos)",
+  with _progress.progress(steps, "steps", f"{operators.TITLES[operator]} eigenvalues ({which}, Lanczos)",
                           cap=tol > 0) as progress:
     run = linalg.driven_lanczos(apply, args, random_tree(key, params), steps, tol=tol, k=k,
                                 which=which, on_step=progress.set)
@@ -442,7 +437,7 @@ def trace(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKeyA
   if probe_chunk is not None:
     _validate.integer("probe_chunk", probe_chunk, low=1, fix="pass a positive chunk size or None")
   loss_fn, _ = _prepare(loss_fn, params, data, key, batch_size, operator)
-  with _progress.progress(num_samples, "HVPs", f"{_title(operator)} trace ({method})",
+  with _progress.progress(num_samples, "HVPs", f"{operators.TITLES[operator]} trace ({method})",
                           ticks=True) as progress:
     return jax.block_until_ready(_trace_impl(
         loss_fn, params, data, key, num_samples=num_samples, method=method,
@@ -676,7 +671,7 @@ def probes(loss_fn: LossFn, params: PyTree, data: PyTree = None, *, key: PRNGKey
   total = cap + extra_runs * dsteps + probes_left
   slq_key, trace_key = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
   slq_starts = jax.random.split(slq_key, max(extra_runs, 1))[:extra_runs]
-  with _progress.progress(total, "HVPs", f"{_title(operator)} probes (Lanczos {which}, "
+  with _progress.progress(total, "HVPs", f"{operators.TITLES[operator]} probes (Lanczos {which}, "
                           f"{runs if density else 0} SLQ runs, {trace_method if trace else 'no'}"
                           " trace)", cap=tol > 0) as bar:
     done = 0

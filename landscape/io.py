@@ -1326,6 +1326,41 @@ def _load(f: h5py.File, path: str) -> Result:
   return result
 
 
+def is_trajectory(path: str | os.PathLike) -> bool:
+  """Whether ``path`` is a training trajectory file (:class:`TrajectoryWriter`)."""
+  path = os.fspath(path)
+  if not os.path.isfile(path) or not h5py.is_hdf5(path):
+    return False
+  with _open_h5(path, "r") as f:
+    return _decode_attr(f.attrs.get("kind")) == _TRAJECTORY_KIND
+
+
+def load_trajectory(path: str | os.PathLike) -> Result:
+  """A training trajectory file as a :class:`Result` without a grid (empty ``xs``): its
+  groups other than the parameter snapshots, e.g. ``curvature`` (the Hessian eigenvalues
+  tracked during training), for the ``sharpness`` figure of ``landscape plot``.
+
+  Example:
+    >>> load_trajectory("results/run/trajectory.h5").groups["curvature"]["lambda_max"]
+  """
+  path = os.fspath(path)
+  with _open_h5(path, "r") as f:
+    if _decode_attr(f.attrs.get("kind")) != _TRAJECTORY_KIND:
+      raise ResultFileError(f"{path} is not a landscape trajectory file; pass the run's "
+                            "trajectory.h5")
+    try:
+      _check_format(f, path)
+      result = Result(path=path, attrs=_attrs_dict(f), xs=np.zeros(0), ys=None, fields={},
+                      done={}, groups={})
+      for name, obj in f.items():
+        if isinstance(obj, h5py.Group) and name != "params":
+          result.groups[name] = _read_group(obj)
+          result.group_attrs[name] = _attrs_dict(obj)
+    except (OSError, KeyError, RuntimeError) as exc:
+      raise _h5_error(path, exc) from None
+  return result
+
+
 def _numeric(ds: h5py.Dataset) -> bool:
   return ds.dtype.kind in "biuf"
 
@@ -1587,6 +1622,26 @@ class TrajectoryWriter:
     except (OSError, RuntimeError) as exc:
       raise _write_failed(self._path, exc, "the checkpoints are kept") from None
 
+  def write_group(self, name: str, arrays: Mapping[str, Any],
+                  attrs: Mapping[str, Any] | None = None) -> None:
+    """(Re)write a group of per-step arrays beside the snapshots, e.g. ``curvature``
+    (the Hessian eigenvalues tracked during training); the group is replaced whole, then
+    the file is flushed (as :meth:`append`).
+
+    Args:
+      name: group name (not ``params``).
+      arrays: dataset name -> array.
+      attrs: group attributes (dicts and lists JSON-encoded).
+    """
+    if name.split("/")[0] == "params":
+      raise ConfigError("group 'params' holds the snapshots; choose another group name")
+    _room_to_write(self._path, sum(np.asarray(v).nbytes for v in arrays.values()),
+                   "the checkpoints are kept")
+    try:
+      _write_group(self._h5, name, arrays, attrs, True)
+    except (OSError, RuntimeError) as exc:
+      raise _write_failed(self._path, exc, "the checkpoints are kept") from None
+
   def close(self) -> None:
     """Flush and close the file (idempotent)."""
     _close(self._h5, self._path, "the checkpoints are kept")
@@ -1596,6 +1651,24 @@ class TrajectoryWriter:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def read_trajectory_group(path: str | os.PathLike, name: str
+                          ) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+  """The arrays and attributes of group ``name`` of a trajectory file (e.g. ``curvature``),
+  or None when the file has no such group."""
+  path = os.fspath(path)
+  with _open_h5(path, "r") as f:
+    if _decode_attr(f.attrs.get("kind")) != _TRAJECTORY_KIND:
+      raise ResultFileError(f"{path} is not a landscape trajectory file; pass the run's "
+                            "trajectory.h5")
+    group = f.get(name)
+    if not isinstance(group, h5py.Group):
+      return None
+    try:
+      return _read_group(group), _attrs_dict(group)
+    except (OSError, KeyError, RuntimeError) as exc:
+      raise _h5_error(path, exc) from None
 
 
 def read_trajectory(path: str | os.PathLike, like: PyTree) -> tuple[np.ndarray, list[PyTree]]:

@@ -71,6 +71,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float
 
+from landscape import _imports
 from landscape.errors import ConfigError, DataError, unknown_name
 
 PerExampleLoss = Callable[[Array, Array], Float[Array, "n"]]
@@ -193,6 +194,7 @@ class _Spec:
   task: str
   fn: Callable[..., Array]
   defaults: Mapping[str, float]
+  user: bool = False    # a user's loss: called as fn(outputs, targets, **hyper) as it is
 
 
 _REGISTRY: dict[str, _Spec] = {
@@ -227,15 +229,86 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
 }
 
 
+TASKS = ("regression", "binary", "multiclass")
+#: The built-in loss names (the rest of :func:`names` was registered).
+BUILTIN = frozenset(_REGISTRY)
+
+
 def _spec(name: str) -> _Spec:
+  if _imports.is_import_path(name):
+    return _user_spec(name)
   if not isinstance(name, str) or name not in _REGISTRY:
     raise unknown_name("loss", name, _REGISTRY)
   return _REGISTRY[name]
 
 
+_EXPECTED = ("a per-example loss fn(outputs, targets, **hyper) -> (n,) with a declared task "
+             "(fn.task = 'regression' | 'binary' | 'multiclass')")
+
+
+def _user_spec(path: str) -> _Spec:
+  """The spec of an import-path loss: its ``task`` attribute, hyperparameters without
+  defaults (any keyword the function takes)."""
+  fn = _imports.load(path, "loss.name", _EXPECTED)
+  task = getattr(fn, "task", None)
+  if task not in TASKS:
+    raise ConfigError(f"loss.name {path!r} declares no task (task={task!r}); set "
+                      f"{path.split(':')[1]}.task = 'regression', 'binary' or 'multiclass' in "
+                      "its module, or register it with landscape.losses.register(name, fn, "
+                      "task=...)")
+  return _Spec(task, fn, dict(getattr(fn, "defaults", {}) or {}), user=True)
+
+
+def register(name: str, fn: Callable[..., Array], *, task: str,
+             defaults: Mapping[str, float] | None = None) -> None:
+  """Add a per-example loss under a short ``name`` (for configs and :func:`get`).
+
+  Args:
+    name: the new name (not a built-in one).
+    fn: ``fn(outputs, targets, **hyper) -> (n,)``, pure and traceable.
+    task: ``"regression"``, ``"binary"`` or ``"multiclass"`` (what accuracy means, which
+      datasets it fits).
+    defaults: its hyperparameters and their defaults (``loss.kwargs`` may override them).
+
+  Example:
+    >>> register("cauchy", lambda o, t, c=1.0: jnp.log1p(((o[:, 0] - t) / c) ** 2),
+    ...          task="regression", defaults={"c": 1.0})
+  """
+  if not isinstance(name, str) or not name or _imports.is_import_path(name):
+    raise ConfigError(f"loss name {name!r} must be a plain non-empty string")
+  if name in _REGISTRY and not _REGISTRY[name].user:
+    raise ConfigError(f"loss {name!r} is built in; register yours under another name")
+  if task not in TASKS:
+    raise unknown_name("task", task, TASKS)
+  if not callable(fn):
+    raise ConfigError(f"loss {name!r}: fn must be callable, got {type(fn).__name__}")
+  _REGISTRY[name] = _Spec(task, fn, dict(defaults or {}), user=True)
+
+
+def _user_loss(name: str, spec: _Spec, params: Mapping[str, Any]) -> PerExampleLoss:
+  import inspect
+  try:
+    inspect.signature(spec.fn).bind(None, None, **params)
+  except TypeError as exc:
+    raise ConfigError(f"loss {name!r} cannot be called as fn(outputs, targets"
+                      f"{''.join(f', {k}=...' for k in params)}): {exc}; expected "
+                      f"{_EXPECTED}") from None
+  except ValueError:
+    pass
+
+  def loss(outputs: Array, targets: Array) -> Float[Array, "n"]:
+    out = spec.fn(outputs, targets, **params)
+    n = int(jnp.shape(targets)[0])
+    if jnp.shape(out) != (n,):
+      raise DataError(f"loss {name!r} returned shape {tuple(jnp.shape(out))} for {n} examples; "
+                      f"a per-example loss must return shape ({n},)")
+    return out
+  return loss
+
+
 def _check_hyper(name: str, key: str, value: Any) -> float:
   """``value`` as a float inside the valid range of ``key``, else ConfigError."""
-  ok, valid = _RANGES[key]
+  ok, valid = _RANGES.get(key, (lambda v: True, "any finite value"))
   number = None
   if not isinstance(value, (bool, str, bytes)) and np.ndim(value) == 0:
     try:
@@ -411,6 +484,12 @@ def get(name: str, **hyper: Any) -> PerExampleLoss:
     Variational Auto-Encoder", OpenReview 2019.
   """
   spec = _spec(name)
+  if spec.user:
+    unknown = sorted(set(hyper) - set(spec.defaults)) if spec.defaults else []
+    if unknown:
+      raise ConfigError(f"loss {name!r} has no hyperparameter {unknown[0]!r}; valid "
+                        f"hyperparameters: {', '.join(sorted(spec.defaults))}")
+    return _user_loss(name, spec, {**spec.defaults, **hyper})
   params = _resolve(name, hyper)
 
   if spec.task == "multiclass":
@@ -427,4 +506,4 @@ def get(name: str, **hyper: Any) -> PerExampleLoss:
   return loss
 
 
-__all__ = ["get", "hyperparameters", "names", "task", "PerExampleLoss"]
+__all__ = ["get", "hyperparameters", "names", "register", "task", "PerExampleLoss", "TASKS"]

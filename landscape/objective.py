@@ -182,6 +182,30 @@ def _variables_at(obj: Objective, perturbed: PyTree) -> dict:
   return variables
 
 
+def from_nnx(model: Any, loss: Callable[[jax.Array, jax.Array], jax.Array], *, task: str,
+             bn_mode: str = "eval", l2: float = 0.0, l1: float = 0.0,
+             bn_data: jax.Array | np.ndarray | None = None, bn_samples: int = 2048
+             ) -> Objective:
+  """The objective of a Flax NNX model (``model(x) -> outputs``) with a per-example loss.
+
+  The model is split into graph, parameters and BatchNorm statistics
+  (:class:`landscape.models.nnx.NNXModule`) and merged at every point, so everything that
+  takes an :class:`Objective` (sweeps with every direction kind, Hessian probes, critical
+  points, paths) works on it; the arguments are those of :func:`build`. The model itself
+  is not changed.
+
+  Example:
+    >>> obj = from_nnx(MyNNXNet(rngs=nnx.Rngs(0)), losses.get("cross_entropy"),
+    ...                task="multiclass")
+    >>> obj.loss_fn(obj.params, (x, y))
+  """
+  from landscape.models.nnx import NNXModule
+  module = model if isinstance(model, NNXModule) else NNXModule(model)
+  variables = module.init(jax.random.key(0), None)
+  return build(module, variables, loss, task=task, bn_mode=bn_mode, l2=l2, l1=l1,
+               bn_data=bn_data, bn_samples=bn_samples)
+
+
 def build(module, variables: Mapping[str, Any], loss: Callable[[jax.Array, jax.Array], jax.Array],
           *, task: str, bn_mode: str = "eval", l2: float = 0.0, l1: float = 0.0,
           bn_data: jax.Array | np.ndarray | None = None, bn_samples: int = 2048) -> Objective:
@@ -212,12 +236,13 @@ def build(module, variables: Mapping[str, Any], loss: Callable[[jax.Array, jax.A
   if bn_mode == "recompute" and has_bn:
     xb = jnp.asarray(np.asarray(bn_data)[:bn_samples])
     zero_stats = jax.tree.map(jnp.zeros_like, variables["batch_stats"])
+    momentum = getattr(module, "bn_momentum", BN_MOMENTUM)   # an NNX model's own
 
     def stats_fn(params):
       _, state = module.apply({"params": params, "batch_stats": zero_stats}, xb, True,
                               mutable=["batch_stats"])
       # Flax: new = m·old + (1−m)·batch statistic, and old = 0 here.
-      return jax.tree.map(lambda s: s / (1.0 - BN_MOMENTUM), state["batch_stats"])
+      return jax.tree.map(lambda s: s / (1.0 - momentum), state["batch_stats"])
 
   skeleton = Objective(loss_fn=None, metrics={}, params=perturbed, bn_mode=bn_mode,  # type: ignore[arg-type]
                        task=task, module=module, variables=variables, per_example_loss=loss,

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,9 @@ from landscape.errors import ConfigError
 PyTree = Any
 
 OPERATORS = ("hessian", "ggn", "fisher", "residual")
+#: Their names in messages and figures.
+TITLES = {"hessian": "Hessian", "ggn": "Gauss-Newton", "fisher": "empirical Fisher",
+          "residual": "Hessian residual (H - G)"}
 #: The operators that need a :class:`SplitLoss`.
 SPLIT_OPERATORS = ("ggn", "fisher", "residual")
 
@@ -184,9 +188,17 @@ def linearized_matvec(loss_fn: Callable, params: PyTree, data: PyTree = None, *,
   """``v -> A v`` at fixed ``params`` with the work that does not depend on ``v`` done
   once: ``jax.linearize`` of the (linear) map ``v -> A v`` at ``v = 0`` keeps the forward
   pass's intermediates, so each product runs the tangent part only."""
-  matvec = matvec_fn(loss_fn, data, operator=operator, batch_size=batch_size)
+  require_split(loss_fn, operator)
+  product = _product_jit(loss_fn, operator, batch_size)
   zero = jax.tree.map(jnp.zeros_like, params)
-  return jax.linearize(jax.jit(lambda v: matvec(params, v)), zero)[1]
+  # params and data enter as arguments, not as constants XLA would fold
+  return jax.linearize(lambda v: product(params, data, v), zero)[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _product_jit(loss_fn: Callable, operator: str, batch_size: int | None) -> Callable:
+  return jax.jit(lambda p, d, v: matvec_fn(loss_fn, d, operator=operator,
+                                           batch_size=batch_size)(p, v))
 
 
 # ---------------------------------------------------------------------------- blocks

@@ -27,7 +27,7 @@ import numpy as np
 from landscape import _progress, _validate
 from landscape import config as _config
 from landscape import direction_kinds as _direction_kinds
-from landscape.errors import ConfigError
+from landscape.errors import ConfigError, unknown_name
 # The run objects live in landscape.experiment; these names are re-exported where they were.
 from landscape.experiment import (SPLITS, Experiment, Run, load_run,  # noqa: F401
                                   open_run, prepare, resolve)
@@ -105,6 +105,12 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                                warmup_epochs=t.warmup_epochs)
   tx = _train.make_optimizer(t.optimizer, sched, momentum=t.momentum, nesterov=t.nesterov,
                              b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
+  # train.curvature: Hessian eigenvalues tracked during training (checked before any write)
+  curvature = _train.CurvatureTracking(
+      **_config.to_dict(cfg)["train"]["curvature"], schedule=sched, optimizer=t.optimizer,
+      momentum=t.momentum if t.optimizer == "sgd" else 0.0, nesterov=t.nesterov)
+  curvature.check(epochs=t.epochs, steps_per_epoch=steps,
+                  num_samples=int(exp.dataset.x_train.shape[0]))
   if old is not None:
     if old.train.epochs != cfg.train.epochs and cfg.train.schedule != "constant":
       _progress.warn(f"resuming {out} with train.epochs {old.train.epochs} -> "
@@ -122,7 +128,7 @@ def run_train(cfg: _config.Config, out: str | Path, *, overwrite: bool = False,
                         x_train=ds.x_train, y_train=ds.y_train, x_test=ds.x_test,
                         y_test=ds.y_test, tx=tx, epochs=t.epochs, batch_size=t.batch_size,
                         seed=t.seed, save_every=t.save_every, l2=cfg.loss.l2, l1=cfg.loss.l1,
-                        run_dir=out, log=log)
+                        run_dir=out, curvature=curvature, log=log)
   last = result.history[-1]
   log(f"trained in {result.seconds:.1f} s: train loss {last['train_loss']:.4f} "
       f"acc {last['train_acc']:.2f}%, test loss {last['test_loss']:.4f} acc {last['test_acc']:.2f}%")
@@ -394,9 +400,18 @@ def _counts(section: str, **values) -> None:
 
 
 def _check_hessian(h: _config.HessianConfig, *, k: int, which: str, trace: bool,
-                   density: bool, curvature: bool) -> None:
+                   density: bool, curvature: bool, operators: Sequence[str] = ("hessian",)
+                   ) -> None:
   """Refuse Hessian settings before any probe runs or any file is touched."""
   from landscape import hessian as _hessian
+  from landscape import operators as _operators
+  if not operators:
+    raise ConfigError("hessian.operators is empty; pass e.g. --operator hessian,ggn")
+  for op in operators:
+    _validate.choice("--operator (hessian.operators)", op, _operators.OPERATORS)
+  if len(set(operators)) != len(operators):
+    raise ConfigError(f"--operator {','.join(operators)} names an operator twice; name each "
+                      "once")
   _validate.choice("which (hessian.which)", which, _hessian.WHICH)
   _validate.choice("hessian.hvp", h.hvp, _hessian.HVP_METHODS)
   _validate.integer("--k (hessian.k)", k, low=1, fix="pass e.g. --k 5")
@@ -428,11 +443,20 @@ def _check_critical(c: _config.CriticalConfig, method: str, starts: int) -> None
 def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = None,
                 k: int | None = None, which: str | None = None, trace: bool | None = None,
                 density: bool | None = None, curvature: bool | None = None,
+                operators: Sequence[str] | None = None, blocks: Any = None,
                 overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
-  """Hessian probes at the trained point into the ``hessian/`` group of a result file;
-  with ``curvature`` also the per-point ``max_eig``/``min_eig`` maps on the file's grid."""
+  """Curvature probes at the trained point into the ``hessian/`` group of a result file.
+
+  For each of ``operators`` (default ``hessian.operators``: ``hessian``, ``ggn``,
+  ``fisher``, ``residual``; :mod:`landscape.operators`) the extreme eigenvalues, trace and
+  density go to ``hessian/`` (the Hessian) or ``hessian/OPERATOR/``; with ``blocks``
+  (``"layer"`` or a mapping from block names to parameter-path patterns) the same probes
+  of each diagonal block go to ``.../blocks/NAME/``. With ``curvature`` also the
+  per-point ``max_eig``/``min_eig`` maps of the Hessian on the file's grid.
+  """
   from landscape import hessian as _hessian
   from landscape import io as _io
+  from landscape import operators as _operators
   probe = _probe(path, run_dir, overrides)
   path, result, obj = probe.path, probe.result, probe.objective
   h = probe.run.cfg.hessian
@@ -441,7 +465,11 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
   trace = h.trace if trace is None else trace
   density = h.density if density is None else density
   curvature = h.map if curvature is None else curvature
-  _check_hessian(h, k=k, which=which, trace=trace, density=density, curvature=curvature)
+  ops = tuple(h.operators if operators is None else operators)
+  blocks = h.blocks if blocks is None else blocks
+  _check_hessian(h, k=k, which=which, trace=trace, density=density, curvature=curvature,
+                 operators=ops)
+  block_index = _operators.resolve_blocks(obj.params, blocks) if blocks else {}
   data = probe.run.data("train", h.n_samples)
   if curvature:
     from landscape import _guards
@@ -450,51 +478,106 @@ def run_hessian(path: str | Path | None = None, *, run_dir: str | Path | None = 
                        what=f"a curvature map of {result.grid.size} points", new_file=False)
     _check_map_settings(probe, _map_settings(h, data))
   key = jax.random.key(h.seed)
-  group: dict[str, Any] = {}
   t0 = time.perf_counter()
-  res = _hessian.probes(obj.loss_fn, obj.params, data, key=key, k=k, which=which,
-                        num_steps=h.num_steps, trace=trace, trace_method=h.trace_method,
-                        trace_samples=h.trace_samples, density=density,
-                        density_runs=h.density_runs, density_steps=h.density_steps,
-                        batch_size=h.batch_size, hvp=h.hvp)
+  hvps = 0
+  masses: dict[str, float] = {}
+  leaves = jax.tree.leaves(obj.params)
+  paths = _operators.param_paths(obj.params)
+  targets = [(op, None, obj.loss_fn, obj.params) for op in ops]
+  for name, index in block_index.items():
+    loss_b, params_b = _operators.restrict(obj.loss_fn, obj.params, index)
+    targets += [(op, name, loss_b, params_b) for op in ops]
+  for op, block, loss_fn, params in targets:
+    dim = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    kb = min(k, dim)
+    t1 = time.perf_counter()
+    res = _hessian.probes(loss_fn, params, data, key=key, k=kb, which=which,
+                          num_steps=h.num_steps, trace=trace, trace_method=h.trace_method,
+                          trace_samples=h.trace_samples, density=density,
+                          density_runs=h.density_runs, density_steps=h.density_steps,
+                          batch_size=h.batch_size, hvp=h.hvp, operator=op)
+    hvps += res.num_hvps
+    title = _operators.TITLES[op] + ("" if block is None else f" block {block}")
+    group = _probe_group(res, which=which, k=kb, trace=trace, density=density, dim=dim)
+    attrs = {"num_samples": int(data[0].shape[0]), "which": which, "k": kb,
+             "seconds": time.perf_counter() - t1, "hvp_method": res.hvp, "operator": op,
+             "num_params": dim}
+    if block is None:
+      names = ("largest", "smallest") if which == "both" else (which,)
+      for name, e in zip(names, res.eigen):
+        log(f"{name} {kb} {title} eigenvalues: "
+            f"{np.array2string(np.asarray(e.values), precision=5)}")
+      worst = max(float(np.max(np.asarray(e.residuals))) for e in res.eigen)
+      log(f"  ({res.eigen[0].num_hvps} Lanczos steps, Ritz residuals <= {worst:.2g}; products "
+          f"by {res.hvp})")
+      if trace:
+        how = "Krylov-deflated hutch++" if h.trace_method == "hutch++" else h.trace_method
+        log(f"{title} trace {group['trace']:.6g} ± {group['trace_stderr']:.2g} ({how}, "
+            f"{res.trace_hvps} HVPs of its own)")
+      if density:
+        masses[op] = group["negative_mass"]
+        log(f"{title} spectral density (SLQ, {h.density_runs} runs of >= {h.density_steps} "
+            f"steps, the first the eigenvalue run): fraction of eigenvalues below "
+            f"{group['negative_threshold']:.3g}: {group['negative_fraction']:.4f}, their sum "
+            f"{0.0 - group['negative_mass']:.4g}")
+      gname = "hessian" if op == "hessian" else f"hessian/{op}"
+    else:
+      attrs["paths"] = [paths[i] for i in block_index[block]]
+      top = float(np.asarray(res.eigen[0].values)[0])
+      extra = f", trace {group['trace']:.4g}" if trace else ""
+      log(f"{title} ({dim} parameters, {len(attrs['paths'])} of {len(leaves)} leaves): "
+          f"{'λ_max' if which != 'smallest' else 'λ_min'} {top:.5g}{extra}")
+      gname = f"{'hessian' if op == 'hessian' else 'hessian/' + op}/blocks/{block}"
+    group["num_hvps"] = res.num_hvps
+    # Only what this call recomputed is replaced: a trace or density of an earlier call that
+    # this one skipped (--no-trace, --no-density) stays, and so do other operators' groups.
+    _io.write_group(path, gname, group, attrs=attrs, replace=False)
+  if block_index:   # the blocks in parameter order, for figures and info
+    _io.write_group(path, "hessian", {"block_names": list(block_index)}, replace=False)
+  if {"hessian", "ggn"} <= set(masses):
+    _log_decomposition(masses, log)
+  if curvature:
+    _curvature(probe, data, h, key, log)
+  log(f"curvature probes ({hvps} products, {time.perf_counter() - t0:.1f} s) -> {path}")
+  return path
+
+
+def _probe_group(res, *, which: str, k: int, trace: bool, density: bool, dim: int) -> dict:
+  """The datasets of one operator's (or block's) probes (results/README.md)."""
+  from landscape import hessian as _hessian
+  group: dict[str, Any] = {}
   names = ("largest", "smallest") if which == "both" else (which,)
   for name, e in zip(names, res.eigen):
     group[f"eigenvalues_{name}"] = np.asarray(e.values)
     group[f"residuals_{name}"] = np.asarray(e.residuals)
-    log(f"{name} {k} Hessian eigenvalues: {np.array2string(np.asarray(e.values), precision=5)}")
-  worst = max(float(np.max(np.asarray(e.residuals))) for e in res.eigen)
-  log(f"  ({res.eigen[0].num_hvps} Lanczos steps, Ritz residuals <= {worst:.2g}; HVPs by "
-      f"{res.hvp})")
   if trace:
     est, err = res.trace
     group["trace"], group["trace_stderr"] = float(est), float(err)
-    how = ("Krylov-deflated hutch++" if h.trace_method == "hutch++" else h.trace_method)
-    log(f"Hessian trace {float(est):.6g} ± {float(err):.2g} ({how}, {res.trace_hvps} HVPs "
-        "of its own)")
   if density:
     dens = res.density
     # The bulk of a trained network's spectrum sits at 0 and SLQ puts a heavy node of
     # either sign there: eigenvalues within 1e-3 of the spectral radius count as zero.
-    zero = -1e-3 * float(jnp.max(jnp.abs(dens.ritz_values)))
+    theta = np.asarray(dens.ritz_values, np.float64)
+    zero = -1e-3 * float(np.max(np.abs(theta)))
+    weights = np.asarray(dens.weights, np.float64)
+    # dim · E_v[vᵀ min(A, 0) v]: the SLQ estimate of the sum of the eigenvalues below zero
+    mass = max(0.0, -dim * float(np.mean(np.sum(np.where(theta < zero, weights * theta, 0.0),
+                                                 -1))))
     group.update(density_grid=np.asarray(dens.grid), density=np.asarray(dens.density),
                  ritz_values=np.asarray(dens.ritz_values), ritz_weights=np.asarray(dens.weights),
                  negative_fraction=float(_hessian.negative_fraction(dens, threshold=zero)),
-                 negative_threshold=zero)
-    log(f"spectral density (SLQ, {h.density_runs} runs of >= {h.density_steps} steps, the "
-        f"first the eigenvalue run): estimated fraction of eigenvalues below {zero:.3g}: "
-        f"{group['negative_fraction']:.4f}")
-  hvps = res.num_hvps
-  group["num_hvps"] = hvps
-  # Only what this call recomputed is replaced: a trace or density of an earlier call that
-  # this one skipped (--no-trace, --no-density) stays.
-  _io.write_group(path, "hessian", group,
-                  attrs={"num_samples": int(data[0].shape[0]), "which": which, "k": k,
-                         "seconds": time.perf_counter() - t0, "hvp_method": res.hvp},
-                  replace=False)
-  if curvature:
-    _curvature(probe, data, h, key, log)
-  log(f"Hessian probes ({hvps} HVPs, {time.perf_counter() - t0:.1f} s) -> {path}")
-  return path
+                 negative_threshold=zero, negative_mass=mass)
+  return group
+
+
+def _log_decomposition(masses: dict[str, float], log: Callable[[str], None]) -> None:
+  """One line on where the negative curvature of H = G + R sits."""
+  parts = ", ".join(f"{op} {m:.4g}" for op, m in masses.items())
+  line = f"negative spectral mass (minus the sum of eigenvalues below zero, SLQ): {parts}"
+  if "residual" in masses and masses["residual"] > 0:
+    line += (f"; G is positive semidefinite for a convex output loss, so H's comes from R = H - "
+             f"G (H/R = {masses['hessian'] / masses['residual']:.3f})")
+  log(line)
 
 
 def _map_settings(h: _config.HessianConfig, data) -> dict:
@@ -1010,6 +1093,8 @@ def run_info(path: str | Path) -> str:
   def _frac(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:.3g}"
 
+  if _io.is_trajectory(path):
+    return _trajectory_info(path)
   r = _io.load(path)
   lines = [f"{path}: {'original loss-landscape layout' if r.is_original_layout else 'landscape-hdf5'}"]
   g = f"x: {r.xs[0]:g}:{r.xs[-1]:g}:{len(r.xs)}"
@@ -1030,7 +1115,10 @@ def run_info(path: str | Path) -> str:
     else:
       lines.append(f"{name:<18}no finite values yet")
   for gname, group in r.groups.items():
-    lines.append(f"[{gname}] " + ", ".join(sorted(group)))
+    if gname == "hessian":
+      lines += _curvature_lines(group)
+    else:
+      lines.append(f"[{gname}] " + ", ".join(sorted(group)))
   if "max_eig" in r.fields and "min_eig" in r.fields:
     eig_done = r.done_for("max_eig")
     computed = np.isfinite(r.fields["max_eig"]) & np.isfinite(r.fields["min_eig"])
@@ -1077,24 +1165,141 @@ def run_info(path: str | Path) -> str:
   return "\n".join(lines)
 
 
+def _trajectory_info(path: str | Path) -> str:
+  """The summary of a training run's ``trajectory.h5``: its curvature probes, if tracked."""
+  from landscape import io as _io
+  r = _io.load_trajectory(path)
+  lines = [f"{path}: landscape training trajectory"]
+  for k in ("created", "landscape_version", "jax_version"):
+    if k in r.attrs:
+      lines.append(f"{k:<18}{r.attrs[k]}")
+  c = r.groups.get("curvature")
+  if not c or not np.size(c.get("step", [])):
+    lines.append("curvature         not tracked (train with --set train.curvature.every=N)")
+    return "\n".join(lines)
+  a = r.group_attrs.get("curvature", {})
+  steps, hvps = np.asarray(c["step"]), np.asarray(c["probe_hvps"])
+  lines.append(f"{'curvature':<18}{steps.size} probes, steps {int(steps[0])}..{int(steps[-1])} "
+               f"(every {a.get('every', '?')} {a.get('unit', '?')}, k={a.get('k', '?')}, "
+               f"{a.get('which', '?')}, tol {a.get('tol', '?')}, {a.get('n_samples', '?')} "
+               f"samples{', warm-started' if a.get('warm_start') else ''})")
+  for key, label in (("lambda_max", "λ_max"), ("lambda_min", "λ_min")):
+    v = np.asarray(c.get(key, []), float)
+    if v.size and np.isfinite(v).any():
+      lines.append(f"  {label:<16}first {v[0]:.5g}, last {v[-1]:.5g}, range "
+                   f"[{np.nanmin(v):.5g}, {np.nanmax(v):.5g}]")
+  rest = hvps[1:] if hvps.size > 1 else hvps
+  lines.append(f"  {'HVPs':<16}{int(hvps.sum())} in all: {int(hvps[0])} for the first probe, "
+               f"{float(rest.mean()):.3g} per later probe")
+  lr = np.asarray(c.get("lr", []), float)
+  if lr.size and np.isfinite(lr).any():
+    lines.append(f"  {'learning rate':<16}{np.nanmin(lr):.4g}..{np.nanmax(lr):.4g} "
+                 f"({a.get('optimizer', '?')}, momentum {a.get('momentum', 0)})")
+  return "\n".join(lines)
+
+
+def _curvature_lines(group: dict) -> list[str]:
+  """``[hessian]``'s own datasets, then one summary line per operator and block."""
+  lines = ["[hessian] " + ", ".join(sorted(k for k in group if "/" not in k))]
+  prefixes = sorted({k.rsplit("/", 1)[0] for k in group if "/" in k})
+  for prefix in [""] + prefixes:
+    sub = {k[len(prefix) + 1:] if prefix else k: v for k, v in group.items()
+           if (k.rsplit("/", 1)[0] if "/" in k else "") == prefix}
+    parts = []
+    for key, label in (("eigenvalues_largest", "λ_max"), ("eigenvalues_smallest", "λ_min")):
+      if key in sub and np.size(sub[key]):
+        parts.append(f"{label} {float(np.asarray(sub[key]).ravel()[0]):.5g}")
+    if "trace" in sub:
+      parts.append(f"trace {float(np.asarray(sub['trace'])):.5g}")
+    if "negative_mass" in sub:
+      parts.append(f"negative mass {float(np.asarray(sub['negative_mass'])):.4g}")
+    if parts:
+      name = "hessian" if not prefix else prefix.replace("blocks/", "block ")
+      if prefix and not prefix.startswith("blocks/") and "/blocks/" not in prefix:
+        name = f"{prefix} (operator)"
+      lines.append(f"  {name:<24} " + ", ".join(parts))
+  return lines
+
+
 def run_plot(path: str | Path, *, kinds: Sequence[str] | None = None,
              formats: Sequence[str] = ("pdf", "png"), out: str | Path | None = None,
              log: Callable[[str], None] = print) -> dict[str, list[Path]]:
   """Figures of a result file (every kind it supports by default) into ``out``.
 
   The default output directory is ``figures/`` beside the file; figures there are
-  replaced, as they are derived from the file.
+  replaced, as they are derived from the file. A run directory stands for its
+  ``landscape.h5``, or for its ``trajectory.h5`` (whose figure is ``sharpness``, with
+  ``train.curvature`` tracking) when ``kinds`` asks for ``sharpness`` or the run has no
+  surface file.
   """
   from landscape import io as _io
   from landscape import plotting as _plotting
   path = Path(path)
-  result = _io.load(path)
+  if path.is_dir():   # a run directory: its surface, or its training trajectory
+    sharpness = bool(kinds) and "sharpness" in kinds
+    path = path / ("trajectory.h5" if sharpness or not (path / "landscape.h5").is_file()
+                   else "landscape.h5")
+  for f in formats:   # every format checked before anything is written
+    if f.strip().lstrip(".").lower() not in _plotting.PLOT_FORMATS:
+      raise unknown_name("figure format", f.strip(), _plotting.PLOT_FORMATS)
+  result = _io.load_trajectory(path) if _io.is_trajectory(path) else _io.load(path)
   out = Path(out) if out is not None else path.parent / "figures"
+  pages = _html_page(result, path, out, formats, log)   # `--format html`: landscape.interactive
+  formats = [f for f in formats if f.strip().lower() != "html"]
+  if pages and not formats:
+    return pages
   written = _plotting.render_all(result, out, kinds=list(kinds) if kinds else None,
                                  formats=tuple(formats))
+  written.update(pages)
   n = sum(len(v) for v in written.values())
   log(f"{n} figure files ({', '.join(written)}) -> {out}")
   return written
+
+
+def _html_page(result: Any, path: Path, out: Path, formats: Sequence[str],
+               log: Callable[[str], None]) -> dict[str, list[Path]]:
+  """``out/STEM.html``, the interactive page, when ``formats`` names ``html`` (replaced,
+  as the figures are); ``{"html": [page]}`` or ``{}``."""
+  if not any(f.strip().lower() == "html" for f in formats):
+    return {}
+  from landscape import interactive as _interactive
+  page = _interactive.write_page(result, out / f"{path.stem}.html")
+  log(f"interactive page -> {page}")
+  return {"html": [page]}
+
+
+def run_view(path: str | Path, *, out: str | Path | None = None, open_browser: bool = True,
+             overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
+  """Write the interactive HTML page of a result file and open it in a web browser.
+
+  The default page, ``figures/STEM.html`` beside the file (what ``landscape plot FILE
+  --format html`` writes), is replaced, as it is derived from the file; an explicit
+  ``out`` that exists is replaced only when it is such a page or with ``overwrite``, and
+  never when it is the input file. A run directory stands for its ``landscape.h5``. When
+  no browser can be opened (a headless machine), the page's path is printed instead: that
+  is not an error.
+  """
+  import webbrowser
+  from landscape import interactive as _interactive
+  from landscape import io as _io
+  path = Path(path)
+  if path.is_dir():   # a run directory: its surface
+    path = path / "landscape.h5"
+  result = _io.load(path)
+  default = out is None
+  out = Path(out) if out is not None else path.parent / "figures" / f"{path.stem}.html"
+  _io.check_output(out, inputs=[path], overwrite=overwrite,
+                   derived=default or _interactive.is_page(out))
+  page = _interactive.write_page(result, out)
+  log(f"wrote {page}")
+  if open_browser:
+    try:
+      opened = webbrowser.open(page.resolve().as_uri())
+    except (webbrowser.Error, OSError):
+      opened = False
+    if not opened:
+      log(f"no web browser could be opened here; open {page} in one")
+  return page
 
 
 def _is_our_vts(path: Path) -> bool:
@@ -1147,7 +1352,8 @@ def _precheck_run(cfg: _config.Config, out: Path, overwrite: bool) -> None:
   _io.check_output_dir(out, "run directory")
   h, c = cfg.hessian, cfg.critical
   if h.enabled:
-    _check_hessian(h, k=h.k, which=h.which, trace=h.trace, density=h.density, curvature=h.map)
+    _check_hessian(h, k=h.k, which=h.which, trace=h.trace, density=h.density, curvature=h.map,
+                   operators=tuple(h.operators))
   if c.enabled:
     _check_critical(c, c.method, c.starts)
   if cfg.plot.enabled and cfg.plot.kinds:

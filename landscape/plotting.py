@@ -66,7 +66,8 @@ __all__ = [
     "masked_field", "plot_1d", "plot_1d_overlay", "plot_contour", "plot_contourf",
     "plot_critical_on_contour", "plot_density", "plot_eig_map", "plot_eig_ratio",
     "plot_heatmap", "plot_linear_landscape", "plot_loss_functions", "plot_loss_vs_index",
-    "plot_path_plane", "plot_paths", "plot_saddle_spectrum", "plot_surface3d",
+    "plot_path_plane", "plot_paths", "plot_saddle_spectrum", "plot_sharpness",
+    "plot_surface3d", "stability_threshold",
     "plot_trajectory", "register_kind", "render", "render_all",
     "unregister_kind", "use_style",
 ]
@@ -95,6 +96,9 @@ _ACC_CURVES = (("train_acc", "-", "train accuracy"), ("test_acc", "--", "test ac
                ("acc", "-", "accuracy"))
 _EIG_FIELDS = ("max_eig", "min_eig")
 _FORMATS = ("pdf", "png", "svg", "eps", "ps")
+#: The formats `landscape plot --format` takes: the figure formats, and ``html`` (the
+#: interactive page of landscape.interactive).
+PLOT_FORMATS = (*_FORMATS, "html")
 _FIELD_LABELS = {
     "train_loss": "train loss", "test_loss": "test loss", "loss": "loss",
     "train_acc": "train accuracy (%)", "test_acc": "test accuracy (%)",
@@ -110,6 +114,7 @@ _HOWTO = {
     "paths": "compute the paths between two runs with `landscape path` first",
     "plane": "compute the paths with `landscape path ... --plane` to store a plane",
     "saddle": "compute the paths with `landscape path ... --saddle` to refine a saddle",
+    "curvature": "train with --set train.curvature.every=N and plot the run's trajectory.h5",
 }
 # The path methods of a `landscape path` file, in drawing order, and their fixed colours
 # (a method not listed here is drawn after them in the next colours).
@@ -1164,6 +1169,138 @@ def plot_density(ax: Axes, result: Any, *, floor: float | None = None,
   return art
 
 
+_OPERATOR_LABELS = {"hessian": "Hessian H", "ggn": "Gauss-Newton G", "fisher": "empirical Fisher F",
+                    "residual": "residual R = H - G"}
+
+
+def _operator_groups(group: Mapping[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+  """Operator name -> its datasets, for ``hessian`` (the group's own) and each
+  ``hessian/OPERATOR/`` subgroup, under ``prefix`` (e.g. ``"blocks/Conv_0/"``)."""
+  out: dict[str, dict[str, Any]] = {}
+  for op in _OPERATOR_LABELS:
+    head = prefix if op == "hessian" else f"{op}/{prefix}"
+    sub = {k[len(head):]: v for k, v in group.items()
+           if k.startswith(head) and "/" not in k[len(head):]}
+    if sub:
+      out[op] = sub
+  return out
+
+
+def _block_names(group: Mapping[str, Any]) -> list[str]:
+  if "block_names" in group:
+    return [str(b) for b in np.asarray(group["block_names"]).ravel()]
+  names = []
+  for key in group:
+    parts = key.split("/")
+    if "blocks" in parts[:-2]:
+      name = parts[parts.index("blocks") + 1]
+      if name not in names:
+        names.append(name)
+  return names
+
+
+def plot_blocks(ax: Axes, result: Any, *, log: bool | None = None) -> dict[str, Any]:
+  """Per-block top eigenvalue (bars, left axis) and trace (markers, right axis).
+
+  One bar group per parameter block (``hessian/blocks/NAME/``, in the order of
+  ``hessian/block_names``) and one bar per stored operator (the Hessian, and the
+  Gauss-Newton, Fisher or residual blocks under ``hessian/OPERATOR/blocks/``): the top
+  eigenvalue of the Hessian restricted to the block, ``λ_max(H_BB)``, and its trace.
+  The PyHessian-style per-layer view: which layers carry the sharp directions.
+
+  Args:
+    ax: the Axes (a twin Axes on the right holds the traces).
+    result: a result with per-block probes (``landscape hessian --blocks layer``).
+    log: log-scale eigenvalue axis; None: when every value drawn is positive.
+
+  Returns:
+    ``{"bars": {operator: BarContainer}, "trace": {operator: Line2D}, "trace_ax": Axes,
+    "legend": Legend}``.
+  """
+  group = _group(result, "hessian")
+  names = _block_names(group)
+  if not names:
+    raise ConfigError(f"{_name(result)} has no per-block probes; run `landscape hessian FILE "
+                      "--blocks layer`")
+  per_op: dict[str, list[tuple[float, float]]] = {}
+  for name in names:
+    for op, sub in _operator_groups(group, f"blocks/{name}/").items():
+      top = np.asarray(sub.get("eigenvalues_largest", [np.nan]), float).ravel()
+      per_op.setdefault(op, [(np.nan, np.nan)] * len(names))
+      per_op[op][names.index(name)] = (float(top[0]) if top.size else np.nan,
+                                       float(np.asarray(sub.get("trace", np.nan))))
+  x = np.arange(len(names))
+  width = 0.8 / max(len(per_op), 1)
+  tax = ax.twinx()
+  art: dict[str, Any] = {"bars": {}, "trace": {}, "trace_ax": tax}
+  values = []
+  for i, (op, rows) in enumerate(per_op.items()):
+    top, tr = (np.asarray(v) for v in zip(*rows))
+    values.append(top[np.isfinite(top)])
+    off = (i - (len(per_op) - 1) / 2) * width
+    art["bars"][op] = ax.bar(x + off, np.nan_to_num(top), width, color=f"C{i}",
+                             label=f"λ_max, {_OPERATOR_LABELS[op]}")
+    art["trace"][op], = tax.plot(x + off, tr, "o", color=f"C{i}", markeredgecolor="k",
+                                 markersize=4, label=f"trace, {_OPERATOR_LABELS[op]}")
+  drawn = np.concatenate(values) if values else np.array([])
+  if log is None:
+    log = bool(drawn.size) and bool(np.all(drawn > 0))
+  if log:
+    ax.set_yscale("log")
+  ax.set_xticks(x)
+  ax.set_xticklabels(names, rotation=30, ha="right", fontsize="x-small")
+  ax.set_ylabel("top eigenvalue of the block")
+  tax.set_ylabel("trace of the block (markers)")
+  handles = [h for a in (ax, tax) for h in a.get_legend_handles_labels()[0]]
+  # headroom above the tallest bar and marker for the legend
+  if drawn.size and np.nanmax(drawn) > 0:
+    top = np.nanmax(drawn)
+    ax.set_ylim(top=top * (30.0 if log else 1.7))
+  traces = np.concatenate([np.asarray(line.get_ydata(), float) for line in art["trace"].values()]
+                          ) if art["trace"] else np.array([])
+  if np.isfinite(traces).any() and np.nanmax(traces) > 0:
+    tax.set_ylim(bottom=min(0.0, np.nanmin(traces)), top=np.nanmax(traces) * 1.7)
+  art["legend"] = ax.legend(handles=handles, fontsize="xx-small", loc="upper center", ncol=2)
+  return art
+
+
+def plot_operators(ax: Axes, result: Any, *, floor: float | None = None) -> dict[str, Any]:
+  """The spectral densities of every stored operator on one log-scale axis.
+
+  ``hessian/density`` and each ``hessian/OPERATOR/density`` (SLQ, :mod:`landscape.operators`),
+  labelled with the stored negative spectral mass (minus the sum of the eigenvalues below
+  the group's ``negative_threshold``). With H, G and R = H − G stored, the figure shows
+  where the negative curvature of H = G + R sits: G (positive semidefinite for a convex
+  output loss) has none, R carries at least as much as H.
+
+  Returns:
+    ``{"density": {operator: Line2D}, "legend": Legend}``.
+  """
+  group = _group(result, "hessian")
+  ops = {op: sub for op, sub in _operator_groups(group).items() if "density" in sub}
+  if not ops:
+    raise ConfigError(f"{_name(result)} has no operator densities; run `landscape hessian FILE "
+                      "--operator hessian,ggn,residual`")
+  top = max(float(np.nanmax(np.asarray(sub["density"], float))) for sub in ops.values())
+  floor = 1e-8 * top if floor is None else floor
+  art: dict[str, Any] = {"density": {}}
+  styles = {"hessian": "-", "ggn": "--", "fisher": "-.", "residual": ":"}
+  for i, (op, sub) in enumerate(ops.items()):
+    grid = _vector(sub["density_grid"], f"hessian/{op}/density_grid")
+    dens = np.asarray(sub["density"], float)
+    label = _OPERATOR_LABELS[op]
+    if "negative_mass" in sub:
+      label += f" (negative mass {float(np.asarray(sub['negative_mass'])):.3g})"
+    art["density"][op], = ax.plot(grid, np.maximum(np.nan_to_num(dens), floor),
+                                  styles[op], color=f"C{i}", label=label)
+  ax.set_yscale("log")
+  ax.axvline(0.0, color="0.5", linewidth=0.6)
+  ax.set_xlabel("eigenvalue")
+  ax.set_ylabel("density (log scale)")
+  art["legend"] = ax.legend(fontsize="x-small", loc="upper right")
+  return art
+
+
 # ------------------------------------------------------------ critical-point plots
 
 
@@ -1729,6 +1866,114 @@ def plot_saddle_spectrum(ax: Axes, result: Any, *, symlog: bool | None = None,
   return art
 
 
+def stability_threshold(lr: ArrayLike, optimizer: str, momentum: float = 0.0,
+                        nesterov: bool = False) -> np.ndarray | None:
+  """The sharpness above which gradient descent on a quadratic diverges, per step.
+
+  ``2/η`` for gradient descent, ``(2 + 2β)/η`` with heavy-ball momentum β and
+  ``(2 + 2β)/((1 + 2β)η)`` with Nesterov momentum (Cohen et al. 2021, appendix); NaN
+  where ``η <= 0``. None for adaptive optimizers (``adam``, ``adamw``), whose stability
+  is set by the preconditioned Hessian, not the raw one.
+
+  Example:
+    >>> stability_threshold([0.1, 0.05], "sgd", momentum=0.9)   # [38., 76.]
+  """
+  if optimizer not in ("sgd", "gd"):
+    return None
+  eta = np.asarray(lr, dtype=np.float64)
+  beta = float(momentum or 0.0)
+  num = 2.0 + 2.0 * beta
+  den = (1.0 + 2.0 * beta) if (nesterov and beta) else 1.0
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(eta > 0, num / (den * eta), np.nan)
+
+
+def plot_sharpness(ax: Axes, result: Any, *, log: bool = False, threshold: bool = True,
+                   **kw: Any) -> dict[str, Any]:
+  """λ_max of the training loss's Hessian against optimizer steps, with 2/η.
+
+  Draws ``curvature/lambda_max`` against ``curvature/step`` (the Hessian eigenvalues
+  tracked during training, ``train.curvature``) and the stability threshold of the
+  run's optimizer at the learning rate of each probe (``curvature/lr``; a curve when the
+  rate is scheduled): ``2/η`` for gradient descent, ``(2 + 2β)/η`` with momentum β (see
+  :func:`stability_threshold`), dashed. Sharpness rising to the threshold and hovering
+  there is the edge of stability of Cohen et al. (2021). For Adam/AdamW no threshold is
+  drawn: the figure notes that only the raw Hessian's sharpness is tracked, not the
+  preconditioned sharpness of Cohen et al. (2022) that governs adaptive methods.
+
+  Args:
+    ax: the Axes.
+    result: a result with a ``curvature`` group (``step``, ``lambda_max``, optional
+      ``lr``; attributes ``optimizer``, ``momentum``, ``nesterov``), e.g. a run's
+      ``trajectory.h5`` read by :func:`landscape.io.load_trajectory`.
+    log: a logarithmic y axis.
+    threshold: draw the stability threshold (when the optimizer has one).
+    **kw: passed to ``ax.plot`` of λ_max.
+
+  Returns:
+    ``{"lambda_max": Line2D, "threshold": Line2D | None, "note": Text | None,
+    "legend": Legend}``.
+
+  Raises:
+    ConfigError: no ``curvature`` group, or no ``curvature/step`` and ``lambda_max``.
+    DataError: arrays of different lengths.
+
+  Example:
+    >>> art = plot_sharpness(ax, ls.io.load_trajectory("results/run/trajectory.h5"))
+
+  References:
+    Cohen, Kaur, Li, Kolter, Talwalkar, "Gradient descent on neural networks typically
+    occurs at the edge of stability", ICLR 2021; Cohen et al., "Adaptive gradient methods
+    at the edge of stability", 2022.
+  """
+  group = _group(result, "curvature", need=("step", "lambda_max"))
+  attrs = _group_attrs(result, "curvature")
+  steps = _vector(group["step"], "curvature/step")
+  lam = _vector(group["lambda_max"], "curvature/lambda_max")
+  lr = _vector(group["lr"], "curvature/lr") if "lr" in group else None
+  for name, arr in (("lambda_max", lam), ("lr", lr)):
+    if arr is not None and arr.shape != steps.shape:
+      raise DataError(f"{_name(result)}: curvature/{name} has {arr.size} values but "
+                      f"curvature/step {steps.size}; they must match")
+  optimizer = str(_attr(attrs, "optimizer", str) or "")
+  momentum = _attr(attrs, "momentum", float) or 0.0
+  nesterov = bool(_attr(attrs, "nesterov", bool))
+  art: dict[str, Any] = {"threshold": None, "note": None}
+  marker = "o" if steps.size <= 60 else None
+  art["lambda_max"], = ax.plot(steps, lam, **{"color": "C0", "marker": marker,
+                                              "markersize": 2.5, "label": r"$\lambda_{\max}$",
+                                              **kw})
+  limit = (stability_threshold(lr, optimizer, momentum, nesterov)
+           if threshold and lr is not None else None)
+  if limit is not None and np.isfinite(limit).any():
+    label = (r"$2/\eta$" if not momentum else
+             r"$(2+2\beta)/((1+2\beta)\eta)$" if nesterov else r"$(2+2\beta)/\eta$")
+    if momentum:
+      label += f", β = {momentum:g}"
+    art["threshold"], = ax.plot(steps, limit, color="C3", ls="--", lw=1.0,
+                                drawstyle="steps-post", label=label)
+    # a rate decaying to 0 sends the threshold to infinity: keep λ_max readable, the
+    # threshold leaves the axes above 1.5x the larger of max λ_max and min threshold
+    top = 1.5 * max(np.nanmax(np.where(np.isfinite(lam), lam, np.nan), initial=0.0),
+                    np.nanmin(limit))
+    if not log and np.isfinite(top) and top > 0 and np.nanmax(limit) > top:
+      low = np.nanmin(np.where(np.isfinite(lam), lam, np.nan), initial=0.0)
+      ax.set_ylim(min(0.0, 1.05 * low), top)
+  elif optimizer in ("adam", "adamw"):
+    # above the axes (a note inside could hide data)
+    art["note"] = ax.set_title(f"{optimizer}: raw Hessian sharpness only; the preconditioned\n"
+                               "sharpness (Cohen et al. 2022) is not tracked, no threshold",
+                               fontsize="x-small", color="0.35")
+  if log:
+    ax.set_yscale("log")
+  ax.set_xlabel("step")
+  ax.set_ylabel(r"sharpness $\lambda_{\max}$")
+  if steps.size == 0 or not np.isfinite(lam).any():
+    _note(ax, "no finite λ_max to draw")
+  art["legend"] = ax.legend(fontsize="x-small", loc="best")
+  return art
+
+
 # ---------------------------------------------------------------- figures of a file
 
 
@@ -1923,6 +2168,24 @@ def _needs_group(name: str, keys: Sequence[str], missing: str, *,
   return requires
 
 
+def _needs_blocks(result: Any) -> str | None:
+  group = _mapping(result, "groups").get("hessian")
+  if group is None:
+    return "has no hessian/ group"
+  return None if _block_names(group) else (
+      "has no per-block probes (run `landscape hessian FILE --blocks layer`)")
+
+
+def _needs_operators(result: Any) -> str | None:
+  group = _mapping(result, "groups").get("hessian")
+  if group is None:
+    return "has no hessian/ group"
+  if any(f"{op}/density" in group for op in _OPERATOR_LABELS if op != "hessian"):
+    return None
+  return ("has no Gauss-Newton, Fisher or residual density (run `landscape hessian FILE "
+          "--operator hessian,ggn,residual`)")
+
+
 def _needs_fields(names: Sequence[str], missing: str, *,
                   any_name: bool = False) -> Callable[[Any], str | None]:
   def requires(result: Any) -> str | None:
@@ -1978,6 +2241,8 @@ def _builtin_kinds() -> list[FigureKind]:
       FigureKind("density", plot_density, _needs_group(
           "hessian", ("density", "density_grid"),
           "has no hessian/density (run `landscape hessian FILE --density`)"), aspect=0.75),
+      FigureKind("blocks", plot_blocks, _needs_blocks, aspect=0.7),
+      FigureKind("operators", plot_operators, _needs_operators, aspect=0.75),
       FigureKind("critical", plot_critical_on_contour, _needs_all(plane, _needs_group(
           "critical", ("coords", "grid_coords"),
           "has no critical/coords or critical/grid_coords", any_key=True)),
@@ -1991,6 +2256,9 @@ def _builtin_kinds() -> list[FigureKind]:
           aspect=1.0, defaults=_field_default),
       FigureKind("saddle_spectrum", plot_saddle_spectrum, _needs_group(
           "saddle", ("eigenvalues",), "has no saddle/eigenvalues"), aspect=0.75),
+      FigureKind("sharpness", plot_sharpness, _needs_group(
+          "curvature", ("step", "lambda_max"), "has no curvature/step and lambda_max "
+          "(train with --set train.curvature.every=N)"), aspect=0.75),
   ]
 
 

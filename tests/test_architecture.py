@@ -11,9 +11,9 @@ PKG = ROOT / "landscape"
 
 # Each module imports only modules of a lower rank (docs/architecture.md).
 RANK = {
-    "errors": 0, "_progress": 0, "_affine": 0, "grid": 1, "_guards": 1, "_validate": 1, "_cache": 1,
+    "errors": 0, "_progress": 0, "_affine": 0, "grid": 1, "_guards": 1, "_validate": 1, "_cache": 1, "_imports": 1,
     "batching": 2, "io": 2, "operators": 4, "config": 3, "data": 3, "losses": 3, "models": 3, "linalg": 3,
-    "directions": 3, "vtk": 3, "plotting": 3, "surface": 4, "hessian": 5, "objective": 5,
+    "directions": 3, "vtk": 3, "plotting": 3, "interactive": 3, "surface": 4, "hessian": 5, "objective": 5,
     "curvature": 6, "newton": 6, "train": 6, "critical": 7, "paths": 8, "experiment": 8,
     "direction_kinds": 8, "pipeline": 9, "cli": 10,
 }
@@ -91,8 +91,8 @@ def test_scripts_and_examples_import_no_private_landscape_name():
     assert not re.search(r"landscape\._[a-z]", f.read_text()), f"{f.name} imports landscape._*"
 
 
-def test_one_owner_for_h5py_and_matplotlib():
-  owners = {"h5py": set(), "matplotlib": set(), "jax": set()}
+def test_one_owner_for_h5py_matplotlib_and_plotly():
+  owners = {"h5py": set(), "matplotlib": set(), "plotly": set(), "jax": set()}
   for name, tree in _modules():
     for node in ast.walk(tree):
       mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
@@ -103,7 +103,9 @@ def test_one_owner_for_h5py_and_matplotlib():
           owners[top].add(name)
   assert owners["h5py"] == {"io"}
   assert owners["matplotlib"] == {"plotting"}
+  assert owners["plotly"] == {"interactive"}
   assert "plotting" not in owners["jax"]
+  assert "interactive" not in owners["jax"]
 
 
 def test_the_grid_shape_rule_is_written_once():

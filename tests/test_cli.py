@@ -43,8 +43,8 @@ FIELDS = ("train_loss", "test_loss", "train_acc", "test_acc")
 # but sum the per-example losses in different batches and orders: a few dozen ulps.
 F32_RTOL = 64 * float(np.finfo(np.float32).eps)
 SWEEP_LINE = re.compile(r"sweeping (\d+) of (\d+) points")
-SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "path", "plot", "export-vtk",
-               "info"]
+SUBCOMMANDS = ["run", "train", "surface", "hessian", "critical", "path", "plot", "view",
+               "export-vtk", "info"]
 
 
 def _read_history(run: Path) -> tuple[list[str], list[dict[str, float]]]:

@@ -64,13 +64,15 @@ def _as_matrix(matvec, params, unravel, dim):
 
 @pytest.fixture(scope="module", params=["mse", "ce"])
 def case(request):
+  # float64 arrays built under x64; the context ends here (never held across tests)
   with jax.enable_x64(True):
     split, params, data = _setup(request.param, l2=0.01)
     params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
     x, y = data
     data = (x.astype(jnp.float64), y.astype(jnp.float64) if request.param == "mse" else y)
-    H, G, F, flat, unravel = _dense(split, params, data)
-    yield request.param, split, params, data, H, G, F, unravel
+    H, G, F, flat, unravel = (np.asarray(a) if isinstance(a, jax.Array) else a
+                              for a in _dense(split, params, data))
+  return request.param, split, params, data, H, G, F, unravel
 
 
 EPS64 = float(jnp.finfo(jnp.float64).eps)
@@ -208,7 +210,11 @@ def test_objective_build_gives_a_split_loss_whose_ggn_is_psd():
     flat, unravel = ravel_pytree(p64)
     G = _as_matrix(jax.jit(operators.matvec_fn(obj.loss_fn, (x.astype(jnp.float64), y),
                                                operator="ggn")), p64, unravel, flat.size)
-    H = jax.hessian(lambda f: obj.loss_fn(unravel(f), (x.astype(jnp.float64), y)))(flat)
+    # the dense Hessian column by column (jvp of grad, no vmap: jax.hessian's vmap over
+    # optax's jitted cross-entropy crashed XLA's compiler under x64 late in a full session)
+    column = jax.jit(lambda e: jax.jvp(jax.grad(
+        lambda f: obj.loss_fn(unravel(f), (x.astype(jnp.float64), y))), (flat,), (e,))[1])
+    H = jnp.stack([column(e) for e in jnp.eye(flat.size)], axis=1)
   eg = np.linalg.eigvalsh(np.asarray(G))
   assert eg.min() >= 1e-3 - 1e-9   # G ⪰ l2·I
   np.testing.assert_allclose(np.asarray(G), np.asarray(G).T, atol=1e-12)

@@ -529,7 +529,7 @@ def test_render_errors_are_one_line_config_errors(tmp_path):
       "/tmp/run/surface.h5 has no hessian/ group, so 'density' cannot be drawn; kinds this "
       "file supports: contour, contourf, heatmap, surface3d, critical, loss_vs_index")
   with pytest.raises(ConfigError, match=r"unknown plot kind 'nope'; valid plot kind names: "
-                                        r"contour, contourf, critical, density"):
+                                        r"blocks, contour, contourf, critical, density"):
     P.render(res, "nope", tmp_path)
   with pytest.raises(ConfigError, match="unknown figure format 'jpeg'"):
     P.render(res, "contour", tmp_path, formats=("jpeg",))
@@ -746,8 +746,9 @@ def test_a_partly_computed_surface_masks_the_points_not_done(swept):
 
 
 BUILTIN_KINDS = ("loss1d", "contour", "contourf", "heatmap", "surface3d", "trajectory",
-                 "eig_ratio", "eig_map", "density", "critical", "loss_vs_index", "path", "plane",
-                 "saddle_spectrum")
+                 "eig_ratio", "eig_map", "density", "blocks", "operators", "critical",
+                 "loss_vs_index", "path", "plane",
+                 "saddle_spectrum", "sharpness")
 
 
 def test_builtin_kinds_keep_their_order_aspects_and_projection():
@@ -755,8 +756,8 @@ def test_builtin_kinds_keep_their_order_aspects_and_projection():
   aspects = {name: kind.aspect for name, kind in P.FIGURE_KINDS.items()}
   assert aspects == {"loss1d": 0.75, "contour": 0.8, "contourf": 0.8, "heatmap": 0.8,
                      "surface3d": 0.85, "trajectory": 0.8, "eig_ratio": 0.8, "eig_map": 0.8,
-                     "density": 0.75, "critical": 0.8, "loss_vs_index": 0.75, "path": 0.8,
-                     "plane": 1.0, "saddle_spectrum": 0.75}
+                     "density": 0.75, "blocks": 0.7, "operators": 0.75, "critical": 0.8, "loss_vs_index": 0.75, "path": 0.8,
+                     "plane": 1.0, "saddle_spectrum": 0.75, "sharpness": 0.75}
   assert [n for n, k in P.FIGURE_KINDS.items() if k.projection] == ["surface3d"]
   assert P.FIGURE_KINDS["eig_map"].defaults(_result()) == {"which": "max_eig"}
   assert P.FIGURE_KINDS["contour"].defaults(_result()) == {"field": "train_loss"}
@@ -950,3 +951,41 @@ def test_eig_ratio_on_a_line_leaves_out_unconverged_points():
   y = art["line"].get_ydata()
   assert np.isnan(y[2]) and np.isfinite(np.delete(y, 2)).all()
   assert art["unconverged"].tolist() == [i == 2 for i in range(r.size)]
+
+
+def _operator_result():
+  grid = np.linspace(-1.0, 3.0, 50)
+  bump = lambda c: np.exp(-0.5 * ((grid - c) / 0.2) ** 2)  # noqa: E731
+  group = {"density_grid": grid, "density": bump(1.0), "eigenvalues_largest": np.array([2.0]),
+           "negative_mass": np.array(0.5), "block_names": np.array(["Conv_0", "Dense_0"],
+                                                                     dtype=object)}
+  for op in ("ggn", "residual"):
+    group[f"{op}/density_grid"] = grid
+    group[f"{op}/density"] = bump(0.5 if op == "ggn" else 0.0)
+    group[f"{op}/negative_mass"] = np.array(0.0 if op == "ggn" else 0.7)
+  for i, b in enumerate(("Conv_0", "Dense_0")):
+    group[f"blocks/{b}/eigenvalues_largest"] = np.array([1.0 + i])
+    group[f"blocks/{b}/trace"] = np.array(10.0 * (i + 1))
+    group[f"ggn/blocks/{b}/eigenvalues_largest"] = np.array([0.5 + i])
+    group[f"ggn/blocks/{b}/trace"] = np.array(5.0 * (i + 1))
+  return types.SimpleNamespace(groups={"hessian": group}, fields={}, attrs={}, done={},
+                               path="r.h5")
+
+
+def test_blocks_and_operators_kinds_draw_what_is_stored():
+  res = _operator_result()
+  assert {"blocks", "operators"} <= set(P.kinds_supported(res))
+  art = P.plot_blocks(_ax(), res)
+  assert list(art["bars"]) == ["hessian", "ggn"]
+  assert [b.get_height() for b in art["bars"]["ggn"]] == [0.5, 1.5]
+  np.testing.assert_allclose(art["trace"]["hessian"].get_ydata(), [10.0, 20.0])
+  assert art["bars"]["hessian"][0].axes.get_yscale() == "log"
+  labels = [t.get_text() for t in art["bars"]["hessian"][0].axes.get_xticklabels()]
+  assert labels == ["Conv_0", "Dense_0"]
+  art = P.plot_operators(_ax(), res)
+  assert list(art["density"]) == ["hessian", "ggn", "residual"]
+  texts = [t.get_text() for t in art["legend"].get_texts()]
+  assert "residual R = H - G (negative mass 0.7)" in texts
+  bare = types.SimpleNamespace(groups={"hessian": {"density": 1}}, fields={}, attrs={}, done={},
+                               path="r.h5")
+  assert not {"blocks", "operators"} & set(P.kinds_supported(bare))

@@ -164,8 +164,26 @@ def test_fig_saddles(tmp_path):
 
 
 @pytest.mark.script
+def test_fig_edge_of_stability(tmp_path):
+  stdout = run_script("fig_edge_of_stability", tmp_path)
+  assert_figures(tmp_path, "edge_of_stability")
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert set(summary) == {"lr0.02", "lr0.04"} and "edge of stability" in stdout
+  for lr, m in summary.items():
+    assert m["max_over_initial"] >= 1.5, (lr, m)              # progressive sharpening
+    assert m["hvps_per_probe"] < m["hvps_first_probe"], (lr, m)   # warm probes are cheaper
+  assert 0.8 <= summary["lr0.04"]["final_lambda_eta_over_2"] <= 1.25   # at 2/η
+  run = tmp_path / "lr0.04"
+  header = (run / "history.csv").read_text().splitlines()[0].split(",")
+  assert header[-3:] == ["lambda_max", "lambda_min", "probe_hvps"]
+  res = io.load_trajectory(run / "trajectory.h5")
+  assert plotting.kinds_supported(res) == ["sharpness"]
+  np.testing.assert_array_equal(res.groups["curvature"]["step"], np.arange(0, 301, 5))
+
+
+@pytest.mark.script
 @pytest.mark.parametrize("name", ["fig_skip_vs_noskip", "fig_loss_choice", "fig_batch_size",
-                                  "fig_saddles"])
+                                  "fig_saddles", "fig_edge_of_stability"])
 def test_bad_override_is_a_one_line_error(tmp_path, name):
   env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
   proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), "--tiny",

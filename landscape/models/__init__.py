@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from landscape import _imports
 from landscape.errors import ConfigError, DataError, unknown_name
 from landscape.models._common import ACTIVATIONS
 from landscape.models.cnn import CNN, cnn
@@ -46,7 +47,7 @@ from landscape.models.resnet import ResNet, resnet
 from landscape.models.vgg import VGG, vgg9
 
 __all__ = [
-    "names", "get", "init", "num_params", "stem_param_keys", "ACTIVATIONS",
+    "names", "get", "init", "num_params", "register", "stem_param_keys", "ACTIVATIONS",
     "Linear", "MLP", "ResMLP", "CNN", "ResNet", "VGG",
     "linear", "mlp", "resmlp", "cnn", "resnet", "vgg9",
 ]
@@ -76,7 +77,7 @@ def names() -> tuple[str, ...]:
     >>> "resnet56_noshort" in landscape.models.names()
     True
   """
-  return tuple(sorted(_REGISTRY))
+  return tuple(sorted({*_REGISTRY, *_USER}))
 
 
 def _accepted(name: str) -> tuple[str, ...]:
@@ -109,15 +110,97 @@ def get(name: str, *, num_outputs: int, **kwargs: Any) -> nn.Module:
     Li, Xu, Taylor, Studer, Goldstein, "Visualizing the loss landscape of neural nets",
     NeurIPS 2018 (the ResNet/VGG variants).
   """
+  if _imports.is_import_path(name):
+    return _from_factory(name, _imports.load(name, "model.name", _EXPECTED), num_outputs, kwargs)
   key = name.lower() if isinstance(name, str) else None
+  if key in _USER:
+    return _from_factory(key, _USER[key], num_outputs, kwargs)
   if key not in _REGISTRY:
-    raise unknown_name("model", name, _REGISTRY)
+    raise unknown_name("model", name, {**_REGISTRY, **_USER})
   accepted = ("num_outputs", *_accepted(key))
   bad = sorted(set(kwargs) - set(accepted))
   if bad:
     raise ConfigError(f"model {key!r} got unknown argument(s) {', '.join(bad)}; "
                       f"accepted: {', '.join(accepted)}")
   return _REGISTRY[key](num_outputs=num_outputs, **kwargs)
+
+
+_EXPECTED = ("a model factory (**kwargs) -> flax.linen.Module or flax.nnx.Module (given "
+             "num_outputs= when it takes it, and rngs= for an NNX model)")
+#: The built-in model names.
+BUILTIN = frozenset(_REGISTRY)
+#: Models added by :func:`register` (name -> factory).
+_USER: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str, factory: Callable[..., Any]) -> None:
+  """Add a model factory under a short ``name`` (for configs and :func:`get`).
+
+  ``factory(**kwargs)`` returns a ``flax.linen.Module`` called as
+  ``module.apply(variables, x, train)``, or a ``flax.nnx.Module`` called as ``model(x)``
+  (used through :class:`landscape.models.nnx.NNXModule`); it is given ``num_outputs``
+  when it takes that argument, and an NNX factory ``rngs`` when it takes that.
+
+  Example:
+    >>> register("tiny_nnx", lambda num_outputs, rngs: MyNNX(4, num_outputs, rngs=rngs))
+  """
+  if not isinstance(name, str) or not name or _imports.is_import_path(name):
+    raise ConfigError(f"model name {name!r} must be a plain non-empty string")
+  if name.lower() in _REGISTRY:
+    raise ConfigError(f"model {name!r} is built in; register yours under another name")
+  if not callable(factory):
+    raise ConfigError(f"model {name!r}: factory must be callable, got {type(factory).__name__}")
+  _USER[name.lower()] = factory
+
+
+def _from_factory(name: str, factory: Callable[..., Any], num_outputs: int,
+                  kwargs: Mapping[str, Any]) -> Any:
+  """A user's model: a Linen module as it is, an NNX model (or factory) adapted."""
+  from landscape.models import nnx as _nnx
+  try:
+    params = inspect.signature(factory).parameters
+  except (TypeError, ValueError):
+    params = {}
+  takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+  kwargs = dict(kwargs)
+  if "num_outputs" in params or takes_all:
+    kwargs.setdefault("num_outputs", num_outputs)
+  rest = {k: v for k, v in kwargs.items()}
+  try:
+    inspect.signature(factory).bind(**rest, **({"rngs": None} if "rngs" in params else {}))
+  except TypeError as exc:
+    raise ConfigError(f"model {name!r} cannot be called with "
+                      f"({', '.join(f'{k}=...' for k in rest) or 'no arguments'}): {exc}; "
+                      f"expected {_EXPECTED}") from None
+  except ValueError:
+    pass
+  if "rngs" in params:   # an NNX factory: built in init() from the run's seed
+    return _nnx.NNXModule(factory, kwargs, name=name)
+  model = factory(**kwargs)
+  if isinstance(model, nn.Module):
+    return model if _takes_train(model) else _WithTrain(model)
+  if _nnx.is_nnx(model):
+    return _nnx.NNXModule(model, name=name)
+  raise ConfigError(f"model {name!r} returned a {type(model).__name__}; expected "
+                    f"{_EXPECTED}")
+
+
+class _WithTrain(nn.Module):
+  """A user's Linen module called as ``module(x)``: the ``train`` flag every stage passes is
+  dropped (its parameters sit under ``inner/``)."""
+  inner: nn.Module
+
+  def __call__(self, x, train: bool = False):
+    del train
+    return self.inner(x)
+
+
+def _takes_train(module: nn.Module) -> bool:
+  try:
+    params = list(inspect.signature(type(module).__call__).parameters.values())[1:]
+  except (TypeError, ValueError):
+    return True
+  return len(params) >= 2 or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
 def init(module: nn.Module, key: jax.Array,
@@ -149,6 +232,9 @@ def init(module: nn.Module, key: jax.Array,
   if x.ndim < 2 or x.shape[0] < 1:
     raise DataError(f"sample_input must be (n, ...) with n >= 1 samples, got shape {x.shape}; "
                     "pass a batch of inputs, e.g. x_train[:2]")
+  from landscape.models import nnx as _nnx
+  if isinstance(module, _nnx.NNXModule):   # built eagerly from the key (no tracing)
+    return module.init(key, x[:2])
   variables = jax.jit(lambda k, xs: module.init(k, xs, train=False))(key, x[:2])
   return dict(variables)
 
