@@ -10,6 +10,7 @@ built-in names. The module is imported from ``sys.path`` and from the directorie
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -68,9 +69,18 @@ def load(spec: str, what: str, expected: str, dirs: Sequence[str | os.PathLike] 
   return obj
 
 
-def call(fn: Any, spec: str, what: str, expected: str, /, **kwargs: Any) -> Any:
-  """``fn(**kwargs)``, a ``TypeError`` from the call itself (a wrong signature) as one line."""
-  import inspect
+def accepts(fn: Any, name: str, *, var_keyword: bool = True) -> bool:
+  """Whether ``fn`` takes a keyword ``name`` (or, with ``var_keyword``, any ``**kwargs``)."""
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return name in params or (var_keyword and any(p.kind is p.VAR_KEYWORD
+                                                for p in params.values()))
+
+
+def check_call(fn: Any, spec: str, what: str, expected: str, /, **kwargs: Any) -> None:
+  """Refuse, in one line, a call ``fn(**kwargs)`` its signature does not allow."""
   try:
     inspect.signature(fn).bind(**kwargs)
   except TypeError as exc:
@@ -78,7 +88,12 @@ def call(fn: Any, spec: str, what: str, expected: str, /, **kwargs: Any) -> Any:
                       f"({', '.join(f'{k}=...' for k in kwargs) or 'no arguments'}): {exc}; "
                       f"expected {expected}") from None
   except ValueError:
-    pass   # no signature to check (a builtin): call it
+    pass   # no signature to check (a builtin): the call will tell
+
+
+def call(fn: Any, spec: str, what: str, expected: str, /, **kwargs: Any) -> Any:
+  """``fn(**kwargs)`` after :func:`check_call`."""
+  check_call(fn, spec, what, expected, **kwargs)
   return fn(**kwargs)
 
 

@@ -315,11 +315,7 @@ def register(name: str, loader: Callable[..., Any]) -> None:
 
 def _user_dataset(name: str, loader: Callable[..., Any], seed: int,
                   kwargs: dict[str, Any]) -> Dataset:
-  try:
-    params = inspect.signature(loader).parameters
-  except (TypeError, ValueError):
-    params = {}
-  if "seed" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+  if _imports.accepts(loader, "seed"):
     kwargs = {"seed": seed, **kwargs}
   out = _imports.call(loader, name, "data.name", _EXPECTED, **kwargs)
   if isinstance(out, Dataset):

@@ -1188,6 +1188,11 @@ def _trajectory_info(path: str | Path) -> str:
     if v.size and np.isfinite(v).any():
       lines.append(f"  {label:<16}first {v[0]:.5g}, last {v[-1]:.5g}, range "
                    f"[{np.nanmin(v):.5g}, {np.nanmax(v):.5g}]")
+  res = [np.asarray(c[k], float) for k in ("largest_residual", "smallest_residual") if k in c]
+  res = np.concatenate([r.ravel() for r in res]) if res else np.array([])
+  if res.size and np.isfinite(res).any():
+    lines.append(f"  {'residuals':<16}largest Ritz residual {np.nanmax(res):.3g} (tol "
+                 f"{a.get('tol', '?')} of the spectral radius)")
   rest = hvps[1:] if hvps.size > 1 else hvps
   lines.append(f"  {'HVPs':<16}{int(hvps.sum())} in all: {int(hvps[0])} for the first probe, "
                f"{float(rest.mean()):.3g} per later probe")

@@ -353,8 +353,9 @@ class _ObjectiveHVP:
 
 def _ritz_ends(run: Any, k: int, which: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
   """The wanted Ritz values of a :func:`landscape.linalg.driven_lanczos` run per end
-  (``largest`` descending, ``smallest`` ascending), and the coefficients ``(m,)`` in its
-  basis of the sum of their unit Ritz vectors.
+  (``largest`` descending, ``smallest`` ascending) with their residuals
+  ``|β_n s_{n,i}|`` (``END_residual``: an unconverged probe shows there), and the
+  coefficients ``(m,)`` in its basis of the sum of their unit Ritz vectors.
 
   On the host in float64, as the run's own early-stop test diagonalizes ``T_n`` (the same
   values :func:`landscape.linalg.krylov_pairs` gives, in the working precision there);
@@ -366,11 +367,13 @@ def _ritz_ends(run: Any, k: int, which: str) -> tuple[dict[str, np.ndarray], np.
   a = np.asarray(run.alphas, np.float64)[:n]
   b = np.asarray(run.betas, np.float64)[:n - 1]
   theta, s = np.linalg.eigh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
+  residuals = np.abs(float(np.asarray(run.betas, np.float64)[n - 1]) * s[n - 1])
   ends, coeff = {}, np.zeros(int(run.alphas.shape[0]))
   for end in {"largest": ("largest",), "smallest": ("smallest",),
               "both": ("largest", "smallest")}[which]:
     idx = np.arange(n - 1, n - 1 - k, -1) if end == "largest" else np.arange(k)
     ends[end] = theta[idx]
+    ends[f"{end}_residual"] = residuals[idx]
     coeff[:n] += s[:, idx].sum(axis=1)
   return ends, coeff
 
@@ -426,7 +429,7 @@ class _Tracker:
     spec = self.spec
     t0 = time.perf_counter()
     nan_k = np.full(spec.k, np.nan)
-    largest = smallest = nan_k
+    largest = smallest = largest_res = smallest_res = nan_k
     try:
       run = _linalg.driven_lanczos(self.apply, (params, stats, self.data), self.start(step),
                                    self.size, tol=spec.tol, k=spec.k, which=spec.which,
@@ -435,6 +438,8 @@ class _Tracker:
       ends, coeff = _ritz_ends(run, spec.k, spec.which)
       largest = ends.get("largest", nan_k)
       smallest = ends.get("smallest", nan_k)
+      largest_res = ends.get("largest_residual", nan_k)
+      smallest_res = ends.get("smallest_residual", nan_k)
       if spec.warm_start:
         self.warm = _warm_vector(run.flat, run.basis, jnp.asarray(coeff))
     except np.linalg.LinAlgError:
@@ -445,7 +450,8 @@ class _Tracker:
     self.seconds += seconds
     row = {"step": step, "epoch": step / self.steps_per_epoch, "lambda_max": float(largest[0]),
            "lambda_min": float(smallest[0]), "probe_hvps": num_hvps, "lr": lr,
-           "largest": largest, "smallest": smallest, "seconds": seconds}
+           "largest": largest, "smallest": smallest, "largest_residual": largest_res,
+           "smallest_residual": smallest_res, "seconds": seconds}
     self.rows = [r for r in self.rows if r["step"] < step] + [row]
     return row
 
@@ -466,7 +472,7 @@ class _Tracker:
            for name in ("epoch", "lambda_max", "lambda_min", "lr", "seconds")}
     out["step"] = np.asarray([r["step"] for r in rows], np.int64)
     out["probe_hvps"] = np.asarray([r["probe_hvps"] for r in rows], np.int64)
-    for end in ("largest", "smallest"):
+    for end in ("largest", "smallest", "largest_residual", "smallest_residual"):
       out[end] = (np.stack([r[end] for r in rows]) if rows else np.zeros((0, k)))
     return out
 
@@ -492,7 +498,7 @@ class _Tracker:
              "lambda_min": float(arrays["lambda_min"][i]),
              "probe_hvps": int(arrays["probe_hvps"][i]), "lr": float(arrays["lr"][i]),
              "seconds": float(arrays["seconds"][i]) if "seconds" in arrays else float("nan")}
-      for end in ("largest", "smallest"):
+      for end in ("largest", "smallest", "largest_residual", "smallest_residual"):
         got = arrays.get(end)
         row[end] = (np.asarray(got[i], np.float64) if got is not None and len(got) > i
                     else np.full(k, np.nan))

@@ -175,6 +175,13 @@ def test_cli_train_tracks_curvature_resumes_exactly_and_plots_sharpness(tmp_path
   arrays, attrs = curv
   np.testing.assert_array_equal(arrays["step"], [0, 2, 4, 6, 8])
   assert {"lambda_max", "lambda_min", "probe_hvps", "lr", "epoch"} <= set(arrays)
+  # every probe stores its Ritz residuals; a converged one is within tol of the radius
+  radius = np.maximum(np.abs(arrays["largest"][:, 0]), np.abs(arrays["smallest"][:, 0]))
+  for end in ("largest_residual", "smallest_residual"):
+    r = arrays[end][:, 0]
+    assert np.all(np.isfinite(r))
+    done = arrays["probe_hvps"] < attrs["num_steps"]
+    assert np.all(r[done] <= attrs["tol"] * radius[done] * (1 + 1e-6) + 1e-12)
   assert attrs["optimizer"] == "adam" and attrs["unit"] == "steps"
   # a run stopped after 2 epochs and resumed gives the same tracked values, bitwise
   part = tmp_path / "part"
@@ -194,6 +201,7 @@ def test_cli_train_tracks_curvature_resumes_exactly_and_plots_sharpness(tmp_path
   text = ok("info", run / "trajectory.h5")
   assert "5 probes, steps 0..8 (every 2 steps" in text
   assert f"first {arrays['lambda_max'][0]:.5g}" in text and "per later probe" in text
+  assert "largest Ritz residual" in text
 
 
 @pytest.mark.parametrize("extra,mentions", [

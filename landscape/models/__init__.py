@@ -157,24 +157,13 @@ def _from_factory(name: str, factory: Callable[..., Any], num_outputs: int,
                   kwargs: Mapping[str, Any]) -> Any:
   """A user's model: a Linen module as it is, an NNX model (or factory) adapted."""
   from landscape.models import nnx as _nnx
-  try:
-    params = inspect.signature(factory).parameters
-  except (TypeError, ValueError):
-    params = {}
-  takes_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
   kwargs = dict(kwargs)
-  if "num_outputs" in params or takes_all:
+  if _imports.accepts(factory, "num_outputs"):
     kwargs.setdefault("num_outputs", num_outputs)
-  rest = {k: v for k, v in kwargs.items()}
-  try:
-    inspect.signature(factory).bind(**rest, **({"rngs": None} if "rngs" in params else {}))
-  except TypeError as exc:
-    raise ConfigError(f"model {name!r} cannot be called with "
-                      f"({', '.join(f'{k}=...' for k in rest) or 'no arguments'}): {exc}; "
-                      f"expected {_EXPECTED}") from None
-  except ValueError:
-    pass
-  if "rngs" in params:   # an NNX factory: built in init() from the run's seed
+  nnx_factory = _imports.accepts(factory, "rngs", var_keyword=False)
+  _imports.check_call(factory, name, "model", _EXPECTED,
+                      **kwargs, **({"rngs": None} if nnx_factory else {}))
+  if nnx_factory:   # an NNX factory: built in init() from the run's seed
     return _nnx.NNXModule(factory, kwargs, name=name)
   model = factory(**kwargs)
   if isinstance(model, nn.Module):

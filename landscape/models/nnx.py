@@ -21,7 +21,6 @@ initialization as it does for the model zoo.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from landscape import _imports
 from landscape.errors import ConfigError
 
 __all__ = ["NNXModule", "is_nnx"]
@@ -116,11 +116,7 @@ class NNXModule:
 
   def _build(self, key: jax.Array) -> Any:
     kwargs = dict(self._kwargs)
-    try:
-      params = inspect.signature(self._factory).parameters
-    except (TypeError, ValueError):
-      params = {}
-    if "rngs" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    if _imports.accepts(self._factory, "rngs"):
       kwargs["rngs"] = nnx.Rngs(key)
     model = self._factory(**kwargs)
     if not is_nnx(model):
