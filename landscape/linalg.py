@@ -80,6 +80,13 @@ def random_tree(key: PRNGKeyArray, like: PyTree, kind: str = "gaussian") -> PyTr
   One draw of all ``n`` entries, split into the leaves (one PRNG call compiles
   much faster than one per leaf; the distribution is the same).
   """
+  return _random_tree(key, like, kind)
+
+
+@functools.partial(jax.jit, static_argnames="kind")
+def _random_tree(key: PRNGKeyArray, like: PyTree, kind: str) -> PyTree:
+  # compiled as a whole: op by op, the split into leaves dispatched (and, in a new
+  # process, lowered) dozens of small computations per call
   sampler = jax.random.normal if kind == "gaussian" else jax.random.rademacher
   flat = sampler(key, (1, num_params(like)), tree_dtype(like))
   return jax.tree.map(lambda r: r[0], _matrix_to_rows(flat, like))
@@ -443,11 +450,19 @@ def krylov_pairs(run: Krylov, *, k: int, which: str, return_vectors: bool = Fals
   _validate.choice("which", which, WHICH)
   if not 1 <= k <= run.num_steps:
     raise ValueError(f"k={k} needs 1 <= k <= the {run.num_steps} steps of the run")
+  if not return_vectors:   # values and residuals from T_n alone, on the host in float64
+    n = run.num_steps
+    dtype = run.alphas.dtype
+    theta, s = np.linalg.eigh(_tridiagonal_np(np.asarray(run.alphas[:n], np.float64),
+                                              np.asarray(run.betas[:n], np.float64)))
+    residuals = np.abs(float(run.betas[n - 1]) * s[n - 1])
+    ends = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
+    return tuple(Ritz(jnp.asarray(theta[idx], dtype), None, jnp.asarray(residuals[idx], dtype))
+                 for idx in (np.arange(n - 1, n - 1 - k, -1) if largest else np.arange(k)
+                             for largest in ends))
   pairs = _krylov_pairs(run.state, jnp.asarray(run.num_steps), k=k, which=which,
                         return_vectors=return_vectors)
-  if return_vectors:
-    pairs = tuple(p._replace(vectors=jax.vmap(run.flat.unravel)(p.vectors)) for p in pairs)
-  return pairs
+  return tuple(p._replace(vectors=jax.vmap(run.flat.unravel)(p.vectors)) for p in pairs)
 
 
 def _tridiagonal_np(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:

@@ -94,6 +94,13 @@ def test_driven_early_stop_matches_extreme_eigenpairs():
     vecs = np.stack([_vec(jax.tree.map(lambda x, i=i: x[i], got.vectors)) for i in range(2)])
     resid = np.linalg.norm(vecs @ np.asarray(a) - np.asarray(got.values)[:, None] * vecs, axis=1)
     np.testing.assert_allclose(resid, got.residuals, rtol=1e-3, atol=1e3 * EPS)
+  # without vectors: the same pairs from T_n on the host (no compiled kernel)
+  for which in ("both", "largest", "smallest"):
+    with_vectors = linalg.krylov_pairs(run, k=2, which=which, return_vectors=True)
+    for got, want in zip(linalg.krylov_pairs(run, k=2, which=which), with_vectors):
+      assert got.vectors is None and got.values.dtype == want.values.dtype
+      np.testing.assert_allclose(got.values, want.values, rtol=1e-10)
+      np.testing.assert_allclose(got.residuals, want.residuals, rtol=1e-6, atol=1e3 * EPS)
 
 
 def test_driven_resume_continues_the_same_run():
