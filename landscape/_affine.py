@@ -406,3 +406,161 @@ def _affine_rule(eqn, invals):
                         if p is None else p for v, p in zip(invals, parts)])
     return comps(f)
   return None
+
+
+class AffineSplit:
+  """``fn(coeffs, batch)`` split into a once-per-batch prefix and a per-point rest.
+
+  :func:`affine_vmap` recomputes the affine prefix (the first layer's products
+  ``z₀, z₁, …``) in every call, that is in every chunk of a sweep. This split hoists
+  it: :meth:`prepare` evaluates the prefix of one batch and returns the arrays the rest
+  of the network reads (the affine components and the constants it needs: labels,
+  later layers' parameters and their directions), and :meth:`apply` evaluates the
+  points from those arrays alone, so a sweep prepares each data batch once and every
+  chunk only runs the per-point rest (what the model-aware path of
+  :meth:`landscape.objective.Objective.factorized` does, found in any loss).
+
+  ``prepare`` returns ``(shared, per_batch)``: ``shared`` does not depend on the batch
+  (computed once, from any batch), ``per_batch`` does. ``apply(coords, shared,
+  per_batch)`` equals ``affine_vmap(fn)(coords, batch)`` up to rounding.
+
+  Args:
+    fn: ``fn(coeffs (D,), batch) -> pytree of arrays``; pure and traceable.
+    num_coords: ``D``.
+    dtype: the coordinates' floating dtype.
+    batch: a batch of the shapes and dtypes ``prepare`` will be given (abstract
+      ``jax.ShapeDtypeStruct`` leaves are fine).
+  """
+
+  def __init__(self, fn: Callable, num_coords: int, dtype, batch):
+    self.num_coords, self.dtype = num_coords, jnp.dtype(dtype)
+    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), batch)
+    self._batch_tree = jax.tree.structure(spec)
+    state: dict = {}
+
+    def structure(*batch_leaves):
+      b = jax.tree.unflatten(self._batch_tree, batch_leaves)
+      coeffs = jnp.zeros((num_coords,), self.dtype)
+      closed, out_shape, arrays = _trace(fn, coeffs, b)
+      if len(arrays) != 1 + len(batch_leaves):
+        raise ValueError("the batch must be a pytree of arrays")
+      eye = jnp.eye(num_coords, dtype=self.dtype)
+      start = _Affine(jnp.zeros((num_coords,), self.dtype), [eye[k] for k in range(num_coords)])
+      invals = [start, *arrays[1:]]
+      _, env, record = _prefix(closed.jaxpr, closed.consts, invals, {})
+      found: dict = {}
+      _reads(closed.jaxpr, env, record, invals, found)
+      leaves: dict = {}      # id -> array read by the rest (an affine value's components)
+      for val in found.values():
+        for x in ((val.c0, *val.cs) if isinstance(val, _Affine) else (val,)):
+          if isinstance(x, (jax.Array, np.ndarray, np.generic)):
+            leaves.setdefault(id(x), x)
+      state.update(closed=closed, out_shape=out_shape, env=env, record=record, invals=invals,
+                   found=found, ids=list(leaves))
+      return list(leaves.values())
+
+    flat_spec = jax.tree.leaves(spec)
+    self._prefix_jaxpr = jax.make_jaxpr(structure)(*flat_spec)
+    self._state = state        # keeps the traced values alive: their ids stay unique
+    inner = self._prefix_jaxpr.jaxpr
+    dep = _depends_on_inputs(inner)
+    self._shared_mask = [not d for d in dep]
+    self.out_shape = state["out_shape"]
+    prefix_fun = jex_core.jaxpr_as_fun(self._prefix_jaxpr)
+
+    def prepare_shared(*leaves):
+      outs = prefix_fun(*leaves)
+      return [o for o, s in zip(outs, self._shared_mask) if s]
+
+    def prepare_batched(*leaves):
+      outs = prefix_fun(*leaves)
+      return [o for o, s in zip(outs, self._shared_mask) if not s]
+
+    self._prepare_shared, self._prepare_batched = prepare_shared, prepare_batched
+    outs = self._prefix_jaxpr.out_avals
+    self.shared_bytes = sum(a.size * a.dtype.itemsize for a, s in zip(outs, self._shared_mask) if s)
+    self.batch_bytes = sum(a.size * a.dtype.itemsize
+                           for a, s in zip(outs, self._shared_mask) if not s)
+
+  def prepare_shared(self, batch) -> list:
+    """The prefix arrays that do not depend on the batch (any batch of the right shapes)."""
+    return self._prepare_shared(*jax.tree.leaves(batch))
+
+  def prepare(self, batch) -> list:
+    """The prefix arrays of ``batch`` that depend on it (traceable, e.g. under ``lax.map``)."""
+    return self._prepare_batched(*jax.tree.leaves(batch))
+
+  def apply(self, coords, shared, per_batch):
+    """The outputs of ``fn`` at every row of ``coords`` ``(P, D)``, stacked over the points."""
+    st = self._state
+    values = iter(shared)
+    batched = iter(per_batch)
+    new = {i: next(values) if s else next(batched) for i, s in zip(st["ids"], self._shared_mask)}
+    subst: dict = {}
+    for key, val in st["found"].items():
+      if isinstance(val, _Affine):
+        subst[key] = _Affine(new.get(id(val.c0), val.c0),
+                             [None if c is None else new.get(id(c), c) for c in val.cs])
+      elif id(val) in new:
+        subst[key] = new[id(val)]
+    env, record = _substitute(st["env"], st["record"], subst)
+    invals = [subst.get(id(v), v) for v in st["invals"]]
+    jaxpr = st["closed"].jaxpr
+
+    def rest(c):
+      materialized: dict = {}
+      point = lambda v: _at_point(v, c, materialized)
+      return [point(v) for v in _rest(jaxpr, env, record, invals, point, {})]
+
+    flat = jax.vmap(rest)(coords)
+    out_shape = self.out_shape
+    flat = [jnp.broadcast_to(o, (coords.shape[0], *jnp.shape(s)))
+            for o, s in zip(flat, jax.tree.leaves(out_shape))]
+    return jax.tree.unflatten(jax.tree.structure(out_shape), flat)
+
+
+def _reads(jaxpr, env, record, args, found: dict) -> None:
+  """Collect (``id -> value`` in ``found``) every prefix value that :func:`_rest` reads."""
+  env = dict(env)
+  for v, a in zip(jaxpr.invars, args):
+    env[v] = a
+  read = lambda v: v.val if _literal(v) else env[v]
+
+  def note(val):
+    if not isinstance(val, _Deferred):
+      found.setdefault(id(val), val)
+
+  for eqn, rec in zip(jaxpr.eqns, record):
+    if rec is None:
+      continue
+    invals = [read(v) for v in eqn.invars]
+    if rec == "defer":
+      for v, x in zip(eqn.invars, invals):
+        if not _literal(v):
+          note(x)
+    else:
+      sub_env, sub_record = rec
+      _reads(_sub_jaxpr(eqn)[0], sub_env, sub_record, invals, found)
+    for v in eqn.outvars:
+      if not _is_drop(v):
+        env[v] = _DEFERRED
+  for v in jaxpr.outvars:
+    if not _literal(v):
+      note(read(v))
+
+
+def _substitute(env, record, subst):
+  """``env`` and ``record`` (nested) with every value whose id is in ``subst`` replaced."""
+  new_env = {v: subst.get(id(x), x) for v, x in env.items()}
+  new_record = [r if r is None or r == "defer" else _substitute(r[0], r[1], subst)
+                for r in record]
+  return new_env, new_record
+
+
+def _depends_on_inputs(jaxpr) -> list[bool]:
+  """Per output of ``jaxpr``: whether it depends on any of its inputs (forward dataflow)."""
+  dep = {v for v in jaxpr.invars}
+  for eqn in jaxpr.eqns:
+    if any((not _literal(v)) and v in dep for v in eqn.invars):
+      dep.update(v for v in eqn.outvars if not _is_drop(v))
+  return [(not _literal(v)) and v in dep for v in jaxpr.outvars]

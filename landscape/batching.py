@@ -117,9 +117,33 @@ def batched_mean(fn: Callable[[PyTree], PyTree], data: PyTree,
   n = num_samples(data)
   if batch_size is None or batch_size >= n:
     return fn(data)
-  num_full, rem = divmod(n, batch_size)
+  full, tail = split_batches(data, batch_size)
+  return mean_of_batches(fn, full, batch_size, tail_fn=fn, tail=tail, num_samples_=n)
+
+
+def split_batches(data: PyTree, batch_size: int) -> tuple[PyTree, PyTree | None]:
+  """``(full, tail)``: the ``N // B`` full batches stacked on a new leading axis, and the
+  remaining ``N mod B`` samples (``None`` if none)."""
+  n = num_samples(data)
+  num_full = n // batch_size
   full = jax.tree.map(
       lambda a: a[:num_full * batch_size].reshape(num_full, batch_size, *a.shape[1:]), data)
+  tail = jax.tree.map(lambda a: a[num_full * batch_size:], data) if n % batch_size else None
+  return full, tail
+
+
+def mean_of_batches(fn: Callable[[PyTree], PyTree], full: PyTree, batch_size: int, *,
+                    tail_fn: Callable[[PyTree], PyTree] | None = None, tail: PyTree = None,
+                    num_samples_: int) -> PyTree:
+  """``(B Σ_b fn(full[b]) + r·tail_fn(tail)) / N``: the sample-weighted mean of per-batch means.
+
+  ``full`` holds the full batches (or anything computed from them, e.g. a sweep's
+  prepared first layer) stacked on a leading axis of ``m`` entries, each a batch of
+  ``batch_size`` samples; ``tail`` the remaining ``r = N − m·B`` samples (``None`` when
+  ``r = 0``), evaluated by ``tail_fn``.
+  """
+  num_full = jax.tree.leaves(full)[0].shape[0]
+  rem = num_samples_ - num_full * batch_size
 
   def body(total, batch):
     return optax.tree.add(total, fn(batch)), None
@@ -130,6 +154,5 @@ def batched_mean(fn: Callable[[PyTree], PyTree], data: PyTree,
   total, _ = jax.lax.scan(body, zeros, full, unroll=_unroll(num_full, jaxpr))
   total = optax.tree.scale(float(batch_size), total)
   if rem:
-    tail = jax.tree.map(lambda a: a[num_full * batch_size:], data)
-    total = optax.tree.add(total, optax.tree.scale(float(rem), fn(tail)))
-  return optax.tree.scale(1.0 / n, total)
+    total = optax.tree.add(total, optax.tree.scale(float(rem), tail_fn(tail)))
+  return optax.tree.scale(1.0 / num_samples_, total)

@@ -122,13 +122,15 @@ class Objective:
 
     This model-aware path is optional: a module without ``stem``/``head`` methods is swept
     by the generic engine (:func:`landscape.surface.evaluate`: ``affine`` point mode
-    without convolutions, which finds the same factorization in the jaxpr of any loss;
-    ``map`` with them), with the same values. It is kept because it is measurably faster
-    in the steady state on every model of ``scripts/bench_surface.py`` (6x6 grid, best of
-    3, 2-core AMD EPYC with AVX-512, no AMX, jax 0.10.2): MLP 784-256-256-10 102 vs 82.3
-    points/s (1.24x), CNN 16-32-64 8.52 vs 7.22 (1.18x, but 1.15 s of stem precompute and
-    3x the peak memory, so it pays from ~55 points on), ResNet-20 2.65 vs 2.53 (1.05x:
-    its first convolution is 1 % of the FLOPs).
+    without convolutions, which finds the same factorization in the jaxpr of any loss and
+    prepares it once per sweep; ``map`` with them), with the same values and, measured
+    with ``scripts/bench_surface.py`` (2-core AMD EPYC with AVX-512, no AMX, jax 0.10.2,
+    both auto-tuned), at the same speed or faster: MLP 784-256-256-10 12x12 generic 128
+    vs model-aware 122 points/s, CNN 16-32-64 8x8 5.91 vs 5.11 (the stem precompute
+    takes 2.4 s and 2.3x the memory there). The pipeline keeps it (``surface.factorize``)
+    because on the default digits CNN it is the faster one: ``landscape surface`` of a
+    default run, 961 points, 149-186 points/s against 108 with ``surface.factorize=false``
+    (both ``map`` mode: the 8x8 images make the stem a large part of the network).
     """
     if not self.factorizable:
       raise ConfigError(f"the first-layer factorization needs a model with stem/head and "

@@ -290,7 +290,8 @@ def run_surface(run_dir: str | Path, *, out: str | Path | None = None,
     # how this sweep ran (tuned or given; results/README.md): speed attributes, not identity
     _io.GridFile.open(out, xs=xs, ys=ys, fields=fields, attrs={
         **attrs, "sweep_point_mode": surf.point_mode, "sweep_chunk_size": int(surf.chunk_size),
-        "sweep_batch_size": int(surf.batch_size or 0), "sweep_tuning": surf.tuning or {}}).close()
+        "sweep_batch_size": int(surf.batch_size or 0), "sweep_hoisted": bool(surf.hoisted),
+        "sweep_tuning": surf.tuning or {}}).close()
   if surf.num_evaluated:
     tuned = ("" if surf.tuning is None else
              f", tuned over {len(surf.tuning['candidates'])} candidate(s) in "

@@ -28,24 +28,26 @@ the estimated sweep; a sweep too short to pay for a second compilation (on a loa
 first candidate. Several processes use the rules (:func:`auto_chunk_size`).
 
 Generic against model-aware (:meth:`landscape.objective.Objective.factorized`): the
-``"affine"`` mode finds the first layer's factorization in any loss, but it recomputes
-the three first-layer products ``z₀, z₁, z₂`` of every data batch in every chunk, where
-the model-aware path computes them once for the whole sweep. On the MLP 784-256-256-10
-of ``scripts/bench_surface.py`` that is 3·784·256 multiply-adds per sample per chunk
-against 256·266 per sample per point for the rest of the network: +55 % arithmetic at a
-chunk of 16, +14 % at 64. So the generic path reaches the model-aware one within 15 %
-only with large chunks, which the CPU's caches do not reward (chunk 64 is slower than
-16-32 below). Measured with ``scripts/bench_surface.py`` (jax 0.10.2, 2-core CPU loaded
-by other jobs, load average ~6, so ±30 % noise between runs; points/s with both paths
-auto-tuned, tuning overhead included): MLP ``--grid 24 --no-exhaustive`` generic 18.5
-vs model-aware 26.3 (0.71; an earlier run 15.2 vs 14.2), ``--grid 12`` 12.9 vs 16.5
-(0.78); CNN 16-32-64 ``--grid 8 --no-exhaustive`` 3.03 vs 3.52 (0.86). The MLP misses
-the 15 % target for the reason above; the CNN meets it (its first convolution is 15 %
-of the FLOPs). Exhaustive fixed settings, MLP 12x12 (points/s, steady state): affine
-beats vmap 2-4x at every chunk and batch (affine 22.7-28.1 at chunks 16-32, vmap
-4.4-11.5); batch 250 vs 1000 at chunk 16: 28.1 vs 25.9. Hoisting the point-independent
-products out of the chunk loop (a cache across compiled calls) would close the gap; it
-is not done.
+``"affine"`` mode finds the first layer's factorization in any loss, and a sweep
+prepares it once: :class:`landscape._affine.AffineSplit` evaluates the affine prefix of
+every data batch (the products ``z₀, z₁, z₂`` of the first layer and whatever the rest
+of the network reads of the batch, e.g. the labels) before the first chunk, and every
+chunk runs only the per-point rest from those arrays (``Surface.hoisted``; the file
+attribute ``sweep_hoisted``), as the model-aware path does with its stem. That costs
+``(D + 1) × batch × first-layer width`` numbers per sample in memory (30 MB for the
+MLP below); over half the memory budget the prefix is recomputed in every chunk as
+before. Recomputing it was what kept the generic path behind: on the MLP 784-256-256-10
+of ``scripts/bench_surface.py`` the three first-layer products are 3·784·256
+multiply-adds per sample per chunk against 256·266 per sample per point for the rest
+(+55 % arithmetic at a chunk of 16). Measured with ``scripts/bench_surface.py --models mlp
+--grid 12`` (quiet 2-core AMD EPYC, jax 0.10.2, both paths auto-tuned, tuning overhead
+included; ``lscpu``: avx2, fma, avx512f/dq/bw/vl/vnni/bf16, no AMX): generic 128 points/s
+against model-aware 122 (1.05; 76 against 106 before the prefix was hoisted), and 4.7x
+torch's prebatched loop; ``--models cnn --grid 8 --no-exhaustive``: 5.91 against 5.11
+(1.16; the CNN runs in ``"map"`` mode, where the model-aware stem costs 2.4 s of
+precompute and 2.3x the memory). With the prefix hoisted, small chunks win on a CPU
+(chunks of 4-16 points within 10 % of each other, 32-64 25-45 % slower, MLP 12x12),
+so tuning starts at :data:`TUNE_START` = 8.
 
 All local devices are used: points are split over a one-axis device mesh (axis
 :data:`POINT_AXIS`) with ``shard_map``. Several processes (``jax.distributed``) take
@@ -69,7 +71,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from landscape import _progress, batching
-from landscape._affine import affine_vmap, dedupe
+from landscape._affine import AffineSplit, affine_vmap, dedupe
 from landscape.batching import batched_mean, check_batch_size, num_samples
 from landscape.errors import ConfigError
 from landscape.grid import Grid
@@ -105,6 +107,7 @@ class Surface:
   point_mode: str = ""
   chunk_size: int = 0
   batch_size: int | None = None
+  hoisted: bool = False
   tuning: dict[str, Any] | None = None
   attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
   groups: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -482,6 +485,7 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
   if plan is None:
     cand = build(rule_mode, chunk_size, batch_size)
     surf.compile_seconds = cand.compile_s
+    surf.hoisted = cand.hoisted
 
   def label(n, total):
     if ys is None:
@@ -498,7 +502,7 @@ def sweep(point_fn: PointFn, xs, ys=None, data: PyTree = None, *,
     rounds = math.ceil(len(chunks) / nproc)
     t0 = time.perf_counter()
     _sweep_rounds(cand.executable, chunks, rounds, nproc, pid, coords_all,
-                  functools.partial(_padded, size=chunk_size), dtype, data, names, surf,
+                  functools.partial(_padded, size=chunk_size), dtype, cand.data, names, surf,
                   on_chunk, bar)
     surf.sweep_seconds = time.perf_counter() - t0
   return surf
@@ -527,7 +531,7 @@ def _padded(idx, size: int) -> np.ndarray:
 # within TUNE_BUDGET of the estimated sweep time, and two full chunks are left for it.
 
 TUNE_BUDGET = 0.12          # tuning may cost this fraction of the estimated sweep
-TUNE_START = 16             # first chunk per device tried
+TUNE_START = 8              # first chunk per device tried (hoisted affine MLP: 4-8 best on CPU)
 TUNE_MIN_CHUNKS = 4         # tune only with at least this many chunks of TUNE_START
 TUNE_CHUNKS = (4, 8, 16, 32, 64)   # chunk sizes per device tried
 TUNE_BATCH_DIVISORS = (2, 4)       # inner batches tried: batch_size / these
@@ -542,6 +546,8 @@ class _Candidate:
   batch: int | None
   executable: Any
   compile_s: float
+  data: Any = None           # what the executable takes besides the coordinates
+  hoisted: bool = False      # affine mode with the prefix computed once (AffineSplit)
   times: list[float] = dataclasses.field(default_factory=list)   # seconds per full call
   points: int = 0
 
@@ -558,7 +564,7 @@ class _Candidate:
   def record(self) -> dict[str, Any]:
     return {"point_mode": self.mode, "chunk_size": self.chunk, "batch_size": self.batch,
             "points_per_s": round(self.rate, 3), "compile_s": round(self.compile_s, 4),
-            "points": self.points}
+            "points": self.points, "hoisted": self.hoisted}
 
 
 class _Builder:
@@ -568,19 +574,122 @@ class _Builder:
     self.point_fn, self.split_names, self.reduce = point_fn, split_names, reduce
     self.devices, self.dim, self.dtype, self.data = devices, dim, dtype, data
     self.cache: dict[tuple, _Candidate] = {}
+    self.hoist_cache: dict[int | None, Any] = {}
 
   def __call__(self, mode: str, chunk: int, batch: int | None) -> _Candidate:
     key = (mode, chunk, batch)
     if key not in self.cache:
-      fn = _chunk_fn(self.point_fn, batch, mode, self.split_names, self.reduce)
-      if len(self.devices) > 1:
-        mesh = Mesh(np.array(self.devices), (POINT_AXIS,))
-        fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(POINT_AXIS), PartitionSpec()),
-                           out_specs=PartitionSpec(POINT_AXIS), check_vma=False)
       t0 = time.perf_counter()
-      exe = jax.jit(fn).lower(jnp.zeros((chunk, self.dim), self.dtype), self.data).compile()
-      self.cache[key] = _Candidate(mode, chunk, batch, exe, time.perf_counter() - t0)
+      hoisted = self._hoisted(batch) if mode == "affine" else None
+      if hoisted is not None:
+        fn, data = hoisted
+        try:
+          exe = self._compile(fn, chunk, data)
+        except Exception as e:  # noqa: BLE001 - the optimization falls back, loudly
+          _warn_fallback("hoisting the affine prefix", e)
+          self.hoist_cache[batch] = None
+          hoisted = None
+      if hoisted is None:
+        fn, data = _chunk_fn(self.point_fn, batch, mode, self.split_names, self.reduce), self.data
+        exe = self._compile(fn, chunk, data)
+      self.cache[key] = _Candidate(mode, chunk, batch, exe, time.perf_counter() - t0, data,
+                                   hoisted is not None)
     return self.cache[key]
+
+  def _compile(self, fn, chunk: int, data):
+    if len(self.devices) > 1:
+      mesh = Mesh(np.array(self.devices), (POINT_AXIS,))
+      fn = jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(POINT_AXIS), PartitionSpec()),
+                         out_specs=PartitionSpec(POINT_AXIS), check_vma=False)
+    return jax.jit(fn).lower(jnp.zeros((chunk, self.dim), self.dtype), data).compile()
+
+  def _hoisted(self, batch: int | None):
+    """``(chunk_fn, prepared data)`` of ``"affine"`` mode with the affine prefix of every
+    data batch computed once here instead of in every chunk, or ``None`` (no data, no
+    mean over batches, more memory than the budget, or the split failed: warned)."""
+    if batch not in self.hoist_cache:
+      datas = (self.data if self.split_names is not None else (self.data,))
+      result = None
+      if self.reduce and self.data is not None and all(d is not None for d in datas):
+        budget = _memory_budget_bytes() // 2
+        parts = []
+        try:
+          for d in datas:
+            part = _hoist(self.point_fn, d, batch, self.dim, self.dtype, budget)
+            parts.append(part)
+            if part is None:
+              break
+            budget -= part[2]
+        except Exception as e:  # noqa: BLE001 - the optimization falls back, loudly
+          _warn_fallback("hoisting the affine prefix", e)
+          parts = [None]
+        if all(p is not None for p in parts):
+          prepared = tuple(p[1] for p in parts)
+          result = (_hoisted_chunk_fn([p[0] for p in parts], self.split_names),
+                    prepared if self.split_names is not None else prepared[0])
+      self.hoist_cache[batch] = result
+    return self.hoist_cache[batch]
+
+
+def _warn_fallback(what: str, e: Exception) -> None:
+  warnings.warn(f"landscape.surface: {what} failed ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); evaluating without it "
+                "(same values, slower)", RuntimeWarning, stacklevel=3)
+
+
+def _hoist(point_fn, data, batch_size, dim, dtype, budget: int):
+  """``(one(coords, prepared), prepared, bytes)``: the affine prefix of every batch of
+  ``data`` computed now (:class:`landscape._affine.AffineSplit`), or ``None`` when it
+  would take more than ``budget`` bytes or the rest of the network reads nothing of the
+  batch (nothing to hoist)."""
+  n = num_samples(data)
+  size = n if batch_size is None or batch_size >= n else int(batch_size)
+  full, tail = batching.split_batches(data, size)
+  first = jax.tree.map(lambda a: a[0], full)
+  split = AffineSplit(point_fn, dim, dtype, first)
+  tail_split = AffineSplit(point_fn, dim, dtype, tail) if tail is not None else None
+  if not split.batch_bytes:
+    return None
+  num_full = n // size
+  need = (split.shared_bytes + num_full * split.batch_bytes
+          + (tail_split.shared_bytes + tail_split.batch_bytes if tail_split else 0))
+  if need > budget:
+    return None
+
+  @jax.jit
+  def prepare(full, tail):
+    one = jax.tree.map(lambda a: a[0], full)
+    out = (split.prepare_shared(one), jax.lax.map(split.prepare, full))
+    if tail_split is None:
+      return out + ((), ())
+    return out + (tail_split.prepare_shared(tail), tail_split.prepare(tail))
+
+  prepared = prepare(full, tail)
+
+  def one(coords, prep):
+    shared, stacked, tail_shared, tail_leaves = prep
+    fn = lambda leaves: split.apply(coords, shared, leaves)
+    if num_full == 1 and tail_split is None:
+      return fn([a[0] for a in stacked])
+    return batching.mean_of_batches(
+        fn, stacked, size, num_samples_=n, tail=tail_leaves,
+        tail_fn=None if tail_split is None else (
+            lambda leaves: tail_split.apply(coords, tail_shared, leaves)))
+
+  return one, prepared, need
+
+
+def _hoisted_chunk_fn(ones, split_names):
+  """The chunk function over prepared datasets (one per split, or one)."""
+  if split_names is None:
+    return ones[0]
+
+  def chunk(coords, preps):
+    out = {}
+    for name, one, prep in zip(split_names, ones, preps):
+      out.update({f"{name}_{k}": v for k, v in one(coords, prep).items()})
+    return out
+  return chunk
 
 
 @dataclasses.dataclass
@@ -665,7 +774,7 @@ def _tuned_sweep(plan: _Plan, build: _Builder, todo, coords_all, names, surf, on
     pos += len(idx)
     t0 = time.perf_counter()
     out = cand.executable(jnp.asarray(coords_all[_padded(idx, cand.chunk)], build.dtype),
-                          build.data)
+                          cand.data)
     out = {n: np.asarray(v, dtype=np.float64) for n, v in out.items()}
     dt = time.perf_counter() - t0
     if len(idx) == cand.chunk:
@@ -742,6 +851,7 @@ def _tuned_sweep(plan: _Plan, build: _Builder, todo, coords_all, names, surf, on
     run(cand, tuning=False)
   surf.sweep_seconds = time.perf_counter() - t_start
   surf.point_mode, surf.chunk_size, surf.batch_size = b.mode, b.chunk, b.batch
+  surf.hoisted = b.hoisted
   surf.tuning = {"candidates": [c.record() for c in tried], "chosen": b.record(),
                  "overhead_s": round(overhead(b.rate), 4),
                  "budget_s": round(TUNE_BUDGET * (first.compile_s + len(todo) / b.rate), 4)}

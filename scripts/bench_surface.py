@@ -5,7 +5,8 @@ The same network, weights, data, directions and grid are evaluated four ways:
 * ``jax generic``: ``landscape.surface.evaluate(obj.loss_fn, params, dirs, xs, ys,
   data=(x, y), batch_size=B, metrics=obj.metrics)`` on the plain loss and metric
   functions (``point_mode="auto"``: ``affine`` without convolutions, which finds the
-  first-layer factorization in the jaxpr of the loss by itself; ``map`` with them).
+  first-layer factorization in the jaxpr of the loss by itself and computes it once per
+  sweep, "prefix hoisted"; ``map`` with them).
 * ``jax model-aware``: ``obj.factorized(dirs, (x, y), batch_size=B)`` then
   ``landscape.surface.sweep`` (the first layer is computed once for the whole grid).
 * ``torch original``: a faithful re-implementation of tomgoldstein/loss-landscape's
@@ -288,8 +289,8 @@ def _jax_row(method: str, run: Callable[[], surface.Surface], repeats: int,
   with _PeakRSS() as rss:
     surfs = [run() for _ in range(repeats)]
   best = min(surfs, key=lambda s: s.sweep_seconds)
-  note = (f"point_mode={best.point_mode}, chunk={best.chunk_size}, "
-          f"batch={best.batch_size or 'all'}")
+  note = (f"point_mode={best.point_mode}{' (prefix hoisted)' if best.hoisted else ''}, "
+          f"chunk={best.chunk_size}, batch={best.batch_size or 'all'}")
   if best.tuning is not None:
     note += (f" (tuned over {len(best.tuning['candidates'])} candidate(s), overhead "
              f"{best.tuning['overhead_s']:.2f} s, in the points/s)")

@@ -1,4 +1,4 @@
-"""affine_vmap: the factorized vmap over grid points against plain ``jax.vmap``.
+"""affine_vmap and AffineSplit: the factorized vmap over grid points against ``jax.vmap``.
 
 The reference is ``jax.vmap(fn, in_axes=(0, None))`` — JAX's own batching of the same
 function — in float64, where the reassociated sums of the factorization differ from
@@ -17,7 +17,7 @@ import optax
 import pytest
 
 from landscape import batching, losses, models, objective, surface
-from landscape._affine import affine_vmap, dedupe
+from landscape._affine import AffineSplit, affine_vmap, dedupe
 
 F64_EPS = np.finfo(np.float64).eps
 
@@ -31,20 +31,30 @@ def _coords(num_points: int, dims: int = 2, seed: int = 0, dtype=jnp.float64):
   return jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, size=(num_points, dims)), dtype)
 
 
+def _split(point_fn, coords, batch, jit=False):
+  """AffineSplit: the prefix prepared from ``batch`` once, then the points from it alone."""
+  split = AffineSplit(point_fn, coords.shape[1], coords.dtype, batch)
+  shared, per_batch = split.prepare_shared(batch), split.prepare(batch)
+  apply = jax.jit(split.apply) if jit else split.apply
+  return apply(coords, shared, per_batch)
+
+
 def _compare(point_fn, coords, *args, factor=1e3):
-  """affine_vmap (eager and jitted) equals jax.vmap on every output leaf."""
+  """affine_vmap (eager and jitted) and, with one batch argument of arrays, the hoisted
+  AffineSplit (eager and jitted) equal jax.vmap on every output leaf."""
   want = jax.vmap(point_fn, in_axes=(0,) + (None,) * len(args))(coords, *args)
-  got = affine_vmap(point_fn)(coords, *args)
-  got_jit = jax.jit(affine_vmap(point_fn))(coords, *args)
-  assert jax.tree.structure(got) == jax.tree.structure(want)
-  for w, g, gj in zip(jax.tree.leaves(want), jax.tree.leaves(got), jax.tree.leaves(got_jit)):
-    assert g.shape == w.shape == (coords.shape[0],) + w.shape[1:] and g.dtype == w.dtype
-    # sums reassociated (and reduced in another order under jit): a few hundred eps of
-    # the output's dtype (float32 accuracies stay float32 under x64) times its scale
-    atol = factor * np.finfo(w.dtype).eps * (np.max(np.abs(np.asarray(w))) + 1.0)
-    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=atol)
-    np.testing.assert_allclose(np.asarray(gj), np.asarray(w), rtol=0, atol=atol)
-  return got
+  gots = [affine_vmap(point_fn)(coords, *args), jax.jit(affine_vmap(point_fn))(coords, *args)]
+  if len(args) == 1 and jax.tree.leaves(args[0]):
+    gots += [_split(point_fn, coords, args[0]), _split(point_fn, coords, args[0], jit=True)]
+  for got in gots:
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+      assert g.shape == w.shape == (coords.shape[0],) + w.shape[1:] and g.dtype == w.dtype
+      # sums reassociated (and reduced in another order under jit): a few hundred eps of
+      # the output's dtype (float32 accuracies stay float32 under x64) times its scale
+      atol = factor * np.finfo(w.dtype).eps * (np.max(np.abs(np.asarray(w))) + 1.0)
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=0, atol=atol)
+  return gots[0]
 
 
 def _count(jaxpr, name: str, pred=lambda eqn: True) -> int:
@@ -322,3 +332,105 @@ def test_an_error_in_the_loss_itself_is_raised_without_an_optimizer_warning():
     warnings.simplefilter("error", RuntimeWarning)
     with pytest.raises(TypeError, match="dot_general"):
       surface.evaluate(bad_loss, params, dirs, [0.0, 1.0], [0.0, 1.0], point_mode="affine")
+
+
+def test_split_prepares_the_first_layer_once_and_the_points_read_only_it():
+  """Least squares x·w + b through AffineSplit: the D + 1 first-layer matmuls are in the
+  prefix (per batch), none in the per-point rest; the later layer's weights are shared."""
+  rng = np.random.default_rng(0)
+  params = {"w": jnp.asarray(rng.normal(size=(48, 5)) / 7, jnp.float32),
+            "b": jnp.zeros(5, jnp.float32),
+            "v": jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)}
+  dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
+  x = jnp.asarray(rng.normal(size=(11, 48)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=(11, 2)), jnp.float32)
+
+  def loss_fn(p, batch):
+    xb, yb = batch
+    return jnp.mean((jnp.tanh(xb @ p["w"] + p["b"]) @ p["v"] - yb) ** 2)
+
+  fn = surface.point_loss_fn(loss_fn, params, dirs)
+  coords = _coords(9, dtype=jnp.float32)
+  split = AffineSplit(fn, 2, jnp.float32, (x, y))
+  shared, per_batch = split.prepare_shared((x, y)), split.prepare((x, y))
+  shapes = sorted(tuple(a.shape) for a in per_batch)
+  # z0, z1, z2 (11, 5) and the targets (11, 2); v and its directions (5, 2) are shared
+  assert shapes == [(11, 2), (11, 5), (11, 5), (11, 5)]
+  assert sorted(tuple(a.shape) for a in shared).count((5, 2)) == 3
+  assert split.batch_bytes == sum(a.size * 4 for a in per_batch)
+  rest = jax.make_jaxpr(split.apply)(coords, shared, per_batch).jaxpr
+  assert _count(rest, "dot_general", lambda e: 48 in e.invars[0].aval.shape
+                + e.invars[1].aval.shape) == 0
+  np.testing.assert_allclose(split.apply(coords, shared, per_batch)["loss"],
+                             jax.vmap(fn, in_axes=(0, None))(coords, (x, y))["loss"],
+                             rtol=64 * np.finfo(np.float32).eps)
+  # a different batch of the same shapes through the same split
+  x2 = jnp.asarray(rng.normal(size=(11, 48)), jnp.float32)
+  np.testing.assert_allclose(split.apply(coords, shared, split.prepare((x2, y)))["loss"],
+                             jax.vmap(fn, in_axes=(0, None))(coords, (x2, y))["loss"],
+                             rtol=64 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("batch_size,n_test", [(10, 37), (37, 5), (None, 12), (8, 16)])
+def test_hoisted_sweep_equals_map_sweep_with_splits_and_ragged_batches(batch_size, n_test):
+  """surface.sweep in affine mode prepares every batch once (``Surface.hoisted``), over
+  two splits, full and ragged batches, and equals the map sweep float64."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(37, 64)))
+    y = jnp.asarray(rng.integers(0, 4, 37), jnp.int32)
+    module = models.get("mlp", num_outputs=4, widths=(16,))
+    variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64),
+                             models.init(module, jax.random.key(1), x))
+    obj = objective.build(module, variables, losses.get("cross_entropy"), task="multiclass",
+                          l2=1e-3)
+    dirs = (_gaussian_like(1, obj.params), _gaussian_like(2, obj.params))
+    fn = surface.point_loss_fn(obj.loss_fn, obj.params, dirs, obj.metrics)
+    xs, ys = np.linspace(-1, 1, 5), np.linspace(-0.5, 1, 3)
+    splits = {"train": (x, y), "test": (x[:n_test], y[:n_test])}
+    ref = surface.sweep(fn, xs, ys, splits=splits, batch_size=batch_size, point_mode="map",
+                        chunk_size=4)
+    got = surface.sweep(fn, xs, ys, splits=splits, batch_size=batch_size, point_mode="affine",
+                        chunk_size=4)
+    assert got.hoisted and not ref.hoisted
+    for k in ref.values:
+      np.testing.assert_allclose(got.values[k], ref.values[k], rtol=1e3 * F64_EPS, atol=1e-12)
+
+
+def test_hoisting_over_the_memory_budget_uses_the_chunked_prefix(monkeypatch):
+  """Prepared batches that would not fit: the prefix is recomputed per chunk (same values)."""
+  monkeypatch.setattr(surface, "_memory_budget_bytes", lambda: 1024)
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.normal(size=(40, 64)), jnp.float32)
+  params = {"w": jnp.asarray(rng.normal(size=(64, 8)) / 8, jnp.float32)}
+  dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
+  loss_fn = lambda p, b: jnp.mean(jnp.tanh(b @ p["w"]) ** 2)
+  xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
+  got = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
+                         point_mode="affine", chunk_size=6)
+  ref = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
+                         point_mode="map", chunk_size=6)
+  assert not got.hoisted
+  np.testing.assert_allclose(got.values["loss"], ref.values["loss"], rtol=64 * np.finfo(np.float32).eps)
+
+
+def test_a_failing_split_falls_back_loudly(monkeypatch):
+  from landscape import _affine
+
+  def broken(*args, **kwargs):
+    raise RuntimeError("cannot split")
+
+  monkeypatch.setattr(_affine, "_reads", broken)
+  rng = np.random.default_rng(9)
+  x = jnp.asarray(rng.normal(size=(20, 64)), jnp.float32)
+  params = {"w": jnp.asarray(rng.normal(size=(64, 8)) / 8, jnp.float32)}
+  dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
+  loss_fn = lambda p, b: jnp.mean(jnp.tanh(b @ p["w"]) ** 2)
+  xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
+  with pytest.warns(RuntimeWarning, match="hoisting the affine prefix failed .*cannot split"):
+    got = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
+                           point_mode="affine", chunk_size=6)
+  ref = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
+                         point_mode="map", chunk_size=6)
+  assert not got.hoisted
+  np.testing.assert_allclose(got.values["loss"], ref.values["loss"], rtol=64 * np.finfo(np.float32).eps)

@@ -22,7 +22,7 @@ from landscape import surface
 from cli_helpers import ok as _ok
 
 N, D_IN, H = 96, 6, 8
-XS = np.linspace(-1.0, 1.0, 80)      # 80 points: 5 chunks of TUNE_START
+XS = np.linspace(-1.0, 1.0, 80)      # 80 points: 10 chunks of TUNE_START
 
 
 def _mlp_problem(dtype):
@@ -74,7 +74,9 @@ def test_tuned_sweep_equals_fixed_sweep_float64(always_tune):
   assert rec is not None and len(rec["candidates"]) >= 2, rec
   modes = {c["point_mode"] for c in rec["candidates"]}
   assert modes == {"affine", "vmap"}, rec                      # both modes were timed
-  assert {c["batch_size"] for c in rec["candidates"]} <= {40, 20, 10}
+  allowed = {b for _, _, b in surface.tuning_candidates(40, N, convolution=False)}
+  assert allowed == {40, 16, 8}         # 96 samples: 3 calls of 40, then 6 of 16, 12 of 8
+  assert {c["batch_size"] for c in rec["candidates"]} <= allowed
   assert all(c["points_per_s"] > 0 and c["compile_s"] > 0 for c in rec["candidates"])
   assert rec["overhead_s"] >= 0 and rec["budget_s"] > 0
   chosen = rec["chosen"]
@@ -194,4 +196,12 @@ def test_cli_records_the_choice(tmp_path, monkeypatch):
   with h5py.File(other, "r") as f:
     assert (str(f.attrs["sweep_point_mode"]), int(f.attrs["sweep_chunk_size"])) == ("vmap", 3)
     assert json.loads(f.attrs["sweep_tuning"]) == {}
+    assert not f.attrs["sweep_hoisted"]
   assert "vmap mode, chunk 3, batch" in out and "tuned over" not in out
+  # affine mode prepares the prefix of every data batch once (the file records it)
+  hoisted = tmp_path / "affine.h5"
+  _ok("surface", "--run", run, "--x=-1:1:5", "--out", hoisted, "--set",
+      "surface.point_mode=affine", "--set", "surface.chunk_size=3")
+  with h5py.File(hoisted, "r") as f, h5py.File(other, "r") as g:
+    assert str(f.attrs["sweep_point_mode"]) == "affine" and f.attrs["sweep_hoisted"]
+    np.testing.assert_allclose(f["train_loss"][()], g["train_loss"][()], rtol=1e-5)
