@@ -466,29 +466,23 @@ class AffineSplit:
     dep = _depends_on_inputs(inner)
     self._shared_mask = [not d for d in dep]
     self.out_shape = state["out_shape"]
-    prefix_fun = jex_core.jaxpr_as_fun(self._prefix_jaxpr)
-
-    def prepare_shared(*leaves):
-      outs = prefix_fun(*leaves)
-      return [o for o, s in zip(outs, self._shared_mask) if s]
-
-    def prepare_batched(*leaves):
-      outs = prefix_fun(*leaves)
-      return [o for o, s in zip(outs, self._shared_mask) if not s]
-
-    self._prepare_shared, self._prepare_batched = prepare_shared, prepare_batched
+    self._prefix_fun = jex_core.jaxpr_as_fun(self._prefix_jaxpr)
     outs = self._prefix_jaxpr.out_avals
     self.shared_bytes = sum(a.size * a.dtype.itemsize for a, s in zip(outs, self._shared_mask) if s)
     self.batch_bytes = sum(a.size * a.dtype.itemsize
                            for a, s in zip(outs, self._shared_mask) if not s)
 
+  def _prefix_outputs(self, batch, shared: bool) -> list:
+    outs = self._prefix_fun(*jax.tree.leaves(batch))
+    return [o for o, s in zip(outs, self._shared_mask) if s == shared]
+
   def prepare_shared(self, batch) -> list:
     """The prefix arrays that do not depend on the batch (any batch of the right shapes)."""
-    return self._prepare_shared(*jax.tree.leaves(batch))
+    return self._prefix_outputs(batch, True)
 
   def prepare(self, batch) -> list:
     """The prefix arrays of ``batch`` that depend on it (traceable, e.g. under ``lax.map``)."""
-    return self._prepare_batched(*jax.tree.leaves(batch))
+    return self._prefix_outputs(batch, False)
 
   def apply(self, coords, shared, per_batch):
     """The outputs of ``fn`` at every row of ``coords`` ``(P, D)``, stacked over the points."""

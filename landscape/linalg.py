@@ -298,12 +298,10 @@ def _host_converged(alphas: np.ndarray, betas: np.ndarray, n: int, k: int,
   """:func:`_converged` for every wanted end, on the host in float64 (``T_n`` is tiny)."""
   if tol <= 0 or n < k or not wanted:
     return False
-  t = np.diag(alphas[:n]) + np.diag(betas[:n - 1], 1) + np.diag(betas[:n - 1], -1)
-  theta, s = np.linalg.eigh(t)
-  residuals = np.abs(betas[n - 1] * s[n - 1])
+  theta, residuals = _host_ritz(alphas, betas, n)
   radius = float(np.max(np.abs(theta)))
   for largest in wanted:
-    idx = np.arange(n - 1, n - 1 - k, -1) if largest else np.arange(k)
+    idx = _host_select(n, k, largest)
     scale = radius if relative_to == "radius" else np.abs(theta[idx])
     if not np.all(residuals[idx] <= np.maximum(tol * scale, eps * radius)):
       return False
@@ -451,15 +449,11 @@ def krylov_pairs(run: Krylov, *, k: int, which: str, return_vectors: bool = Fals
   if not 1 <= k <= run.num_steps:
     raise ValueError(f"k={k} needs 1 <= k <= the {run.num_steps} steps of the run")
   if not return_vectors:   # values and residuals from T_n alone, on the host in float64
-    n = run.num_steps
-    dtype = run.alphas.dtype
-    theta, s = np.linalg.eigh(_tridiagonal_np(np.asarray(run.alphas[:n], np.float64),
-                                              np.asarray(run.betas[:n], np.float64)))
-    residuals = np.abs(float(run.betas[n - 1]) * s[n - 1])
+    n, dtype = run.num_steps, run.alphas.dtype
+    theta, residuals = _host_ritz(np.asarray(run.alphas), np.asarray(run.betas), n)
     ends = {"largest": (True,), "smallest": (False,), "both": (True, False)}[which]
     return tuple(Ritz(jnp.asarray(theta[idx], dtype), None, jnp.asarray(residuals[idx], dtype))
-                 for idx in (np.arange(n - 1, n - 1 - k, -1) if largest else np.arange(k)
-                             for largest in ends))
+                 for idx in (_host_select(n, k, largest) for largest in ends))
   pairs = _krylov_pairs(run.state, jnp.asarray(run.num_steps), k=k, which=which,
                         return_vectors=return_vectors)
   return tuple(p._replace(vectors=jax.vmap(run.flat.unravel)(p.vectors)) for p in pairs)
@@ -468,6 +462,18 @@ def krylov_pairs(run: Krylov, *, k: int, which: str, return_vectors: bool = Fals
 def _tridiagonal_np(alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
   n = alphas.shape[0]
   return np.diag(alphas) + np.diag(betas[:n - 1], 1) + np.diag(betas[:n - 1], -1)
+
+
+def _host_ritz(alphas, betas, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """Ritz values (ascending) and residuals ``|β_n s_{n,i}|`` of ``T_n``, in float64 on the host."""
+  theta, s = np.linalg.eigh(_tridiagonal_np(np.asarray(alphas[:n], np.float64),
+                                            np.asarray(betas[:n], np.float64)))
+  return theta, np.abs(float(betas[n - 1]) * s[n - 1])
+
+
+def _host_select(n: int, k: int, largest: bool) -> np.ndarray:
+  """:func:`_select` on the host."""
+  return np.arange(n - 1, n - 1 - k, -1) if largest else np.arange(k)
 
 
 def krylov_quadrature(run: Krylov) -> tuple[np.ndarray, np.ndarray]:

@@ -338,9 +338,7 @@ def _or_plain(fast: Callable, plain: Callable) -> Callable:
       return fast(*args)
     except Exception as e:  # noqa: BLE001 - any failure of the optimization falls back
       out = plain(*args)   # an error of the function itself is raised here, unwarned
-      warnings.warn(f"landscape.surface: the point-function optimizer failed "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                    "evaluating without it (same values, slower)", RuntimeWarning, stacklevel=2)
+      _warn_fallback("the point-function optimizer", e)
       return out
   return f
 

@@ -397,40 +397,33 @@ def test_hoisted_sweep_equals_map_sweep_with_splits_and_ragged_batches(batch_siz
       np.testing.assert_allclose(got.values[k], ref.values[k], rtol=1e3 * F64_EPS, atol=1e-12)
 
 
-def test_hoisting_over_the_memory_budget_uses_the_chunked_prefix(monkeypatch):
-  """Prepared batches that would not fit: the prefix is recomputed per chunk (same values)."""
-  monkeypatch.setattr(surface, "_memory_budget_bytes", lambda: 1024)
+def _broken(*args, **kwargs):
+  raise RuntimeError("cannot split")
+
+
+@pytest.mark.parametrize("failure", ["over the memory budget", "split fails"])
+def test_without_hoisting_the_prefix_is_recomputed_per_chunk(failure, monkeypatch):
+  """Prepared batches that would not fit, or a split that fails (warned): the prefix is
+  recomputed in every chunk, with the same values."""
+  from landscape import _affine
+
+  if failure == "over the memory budget":
+    monkeypatch.setattr(surface, "_memory_budget_bytes", lambda: 1024)
+  else:
+    monkeypatch.setattr(_affine, "_reads", _broken)
   rng = np.random.default_rng(8)
   x = jnp.asarray(rng.normal(size=(40, 64)), jnp.float32)
   params = {"w": jnp.asarray(rng.normal(size=(64, 8)) / 8, jnp.float32)}
   dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
   loss_fn = lambda p, b: jnp.mean(jnp.tanh(b @ p["w"]) ** 2)
   xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
-  got = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
-                         point_mode="affine", chunk_size=6)
-  ref = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
-                         point_mode="map", chunk_size=6)
-  assert not got.hoisted
-  np.testing.assert_allclose(got.values["loss"], ref.values["loss"], rtol=64 * np.finfo(np.float32).eps)
-
-
-def test_a_failing_split_falls_back_loudly(monkeypatch):
-  from landscape import _affine
-
-  def broken(*args, **kwargs):
-    raise RuntimeError("cannot split")
-
-  monkeypatch.setattr(_affine, "_reads", broken)
-  rng = np.random.default_rng(9)
-  x = jnp.asarray(rng.normal(size=(20, 64)), jnp.float32)
-  params = {"w": jnp.asarray(rng.normal(size=(64, 8)) / 8, jnp.float32)}
-  dirs = (_gaussian_like(1, params), _gaussian_like(2, params))
-  loss_fn = lambda p, b: jnp.mean(jnp.tanh(b @ p["w"]) ** 2)
-  xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 3)
-  with pytest.warns(RuntimeWarning, match="hoisting the affine prefix failed .*cannot split"):
-    got = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
-                           point_mode="affine", chunk_size=6)
-  ref = surface.evaluate(loss_fn, params, dirs, xs, ys, data=x, batch_size=10,
-                         point_mode="map", chunk_size=6)
+  sweep = functools.partial(surface.evaluate, loss_fn, params, dirs, xs, ys, data=x,
+                            batch_size=10, chunk_size=6)
+  if failure == "split fails":
+    with pytest.warns(RuntimeWarning, match="hoisting the affine prefix failed .*cannot split"):
+      got = sweep(point_mode="affine")
+  else:
+    got = sweep(point_mode="affine")
+  ref = sweep(point_mode="map")
   assert not got.hoisted
   np.testing.assert_allclose(got.values["loss"], ref.values["loss"], rtol=64 * np.finfo(np.float32).eps)
